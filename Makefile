@@ -1,0 +1,52 @@
+# microdc-pipeline: the two set-up commands are `make demo` and `make test`.
+# Both create the virtual environment and install everything they need by themselves.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: help install demo test unit integration lint bench kafka-jars kafka-up kafka-down clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "microdc-pipeline needs Python 3.11+, found " + sys.version.split()[0] + ": run make PYTHON=python3.11 ...")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+install: $(STAMP) ## create .venv and install the package with its dev tools
+
+demo: $(STAMP) ## run the pipeline on the embedded default (no Kafka needed)
+	$(BIN)/microdc demo
+
+kafka-jars: $(STAMP) ## fetch Apache Kafka 4.x jars from Maven Central (cached)
+	$(BIN)/python -c 'from pipeline.localkafka import ensure_jars; print("kafka jars:", ensure_jars(quiet=False))'
+
+lint: $(STAMP) ## ruff and mypy --strict
+	$(BIN)/ruff check pipeline tests bench
+	$(BIN)/mypy
+
+test: $(STAMP) kafka-jars lint ## lint, then the whole suite against a real Kafka broker it starts itself
+	$(BIN)/pytest
+
+unit: $(STAMP) ## unit tests only (no broker)
+	$(BIN)/pytest tests/unit
+
+integration: $(STAMP) kafka-jars ## integration tests only (real broker)
+	$(BIN)/pytest tests/integration
+
+bench: $(STAMP) kafka-jars ## benchmarks against a real broker; prints tables
+	$(BIN)/python bench/bench_kafka.py
+
+kafka-up: $(STAMP) kafka-jars ## start a local KRaft broker on 127.0.0.1 (prints its address)
+	$(BIN)/microdc kafka up
+
+kafka-down: $(STAMP) ## stop the local broker
+	$(BIN)/microdc kafka down
+
+clean: ## remove build and run artefacts (not the venv)
+	rm -rf out .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -1,0 +1,359 @@
+"""The `microdc` command line: parse options, call one library function, map errors to exits."""
+
+from __future__ import annotations
+
+import re
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from pipeline.config import Settings
+from pipeline.errors import ConfigError, PipelineError
+
+app = typer.Typer(
+    name="microdc",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    help="Energy, cost, carbon and SLOs per request for micro data centers.",
+)
+topics_app = typer.Typer(
+    no_args_is_help=True, help="Create and inspect the pipeline's Kafka topics."
+)
+fleet_app = typer.Typer(no_args_is_help=True, help="Validate and describe fleet reference files.")
+kafka_app = typer.Typer(no_args_is_help=True, help="Run a local Apache Kafka broker (no Docker).")
+app.add_typer(topics_app, name="topics")
+app.add_typer(fleet_app, name="fleet")
+app.add_typer(kafka_app, name="kafka")
+
+console = Console(stderr=True)
+out = Console()
+
+_DURATION = re.compile(r"^(\d+)([mhd])$")
+_UNIT_MINUTES = {"m": 1, "h": 60, "d": 1440}
+
+FleetOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--fleet", help="Fleet YAML (default: $MICRODC_FLEET or the built-in demo fleet)."
+    ),
+]
+BootstrapOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--bootstrap", help="Kafka bootstrap HOST:PORT (default: $MICRODC_KAFKA_BOOTSTRAP)."
+    ),
+]
+PrefixOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--topic-prefix", help="Prefix for every topic name (default: $MICRODC_TOPIC_PREFIX)."
+    ),
+]
+
+
+def parse_duration(text: str) -> int:
+    """Minutes in a duration like `90m`, `6h` or `14d`."""
+    match = _DURATION.match(text.strip())
+    if not match or int(match.group(1)) == 0:
+        raise ConfigError(f"duration {text!r} is not like 90m, 6h or 14d")
+    return int(match.group(1)) * _UNIT_MINUTES[match.group(2)]
+
+
+def parse_start(text: str) -> datetime:
+    """An aware UTC start time from RFC 3339 text (a bare date means midnight UTC)."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise ConfigError(
+            f"start {text!r} is not an RFC 3339 time such as 2026-03-02T00:00Z"
+        ) from exc
+    if value.tzinfo is None:
+        if "T" in text:
+            raise ConfigError(f"start {text!r} has no time zone; add Z for UTC")
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+@app.command()
+def simulate(
+    sink: Annotated[str, typer.Option(help="Where records go: files or kafka.")] = "files",
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for JSON-lines output.")] = Path(
+        "out/sim"
+    ),
+    duration: Annotated[str, typer.Option(help="Simulated time span: 90m, 6h, 14d.")] = "1h",
+    start: Annotated[str, typer.Option(help="Simulated start, UTC.")] = "2026-03-02T00:00Z",
+    seed: Annotated[int, typer.Option(help="Random seed; same seed, same records.")] = 7,
+    rps_scale: Annotated[
+        float, typer.Option(help="Multiplies every service's request rate.")
+    ] = 1.0,
+    node_interval_s: Annotated[int, typer.Option(help="Node telemetry interval, s.")] = 30,
+    malformed_rate: Annotated[float, typer.Option(help="Malformed copies per valid record.")] = 0.0,
+    late_rate: Annotated[float, typer.Option(help="Share of records past the lateness.")] = 0.0,
+    out_of_order_rate: Annotated[float, typer.Option(help="Share delayed within it.")] = 0.0,
+    duplicate_rate: Annotated[float, typer.Option(help="Share sent twice.")] = 0.0,
+    fleet: FleetOpt = None,
+    bootstrap: BootstrapOpt = None,
+    topic_prefix: PrefixOpt = None,
+) -> None:
+    """Simulate the fleet's four input streams, seeded and deterministic.
+
+    Example: microdc simulate --duration 6h --rps-scale 0.1 --out out/sim
+    """
+    from pipeline.fleet import load_fleet
+    from pipeline.simulate import (
+        FaultConfig,
+        SimConfig,
+        SimResult,
+        simulate_to_files,
+        simulate_to_kafka,
+    )
+
+    settings = Settings()
+    if sink not in ("files", "kafka"):
+        raise ConfigError(f"--sink {sink!r} must be files or kafka")
+    config = SimConfig(
+        start=parse_start(start),
+        minutes=parse_duration(duration),
+        seed=seed,
+        rps_scale=rps_scale,
+        node_interval_s=node_interval_s,
+        faults=FaultConfig(
+            malformed=malformed_rate,
+            late=late_rate,
+            out_of_order=out_of_order_rate,
+            duplicate=duplicate_rate,
+        ),
+    )
+    fleet_data = load_fleet(fleet or settings.fleet)
+    with _progress(config.minutes, "simulating") as advance:
+        result: SimResult
+        if sink == "files":
+            result = simulate_to_files(fleet_data, config, out_dir, progress=advance)
+        else:
+            result = simulate_to_kafka(
+                fleet_data,
+                config,
+                bootstrap or settings.kafka_bootstrap,
+                topic_prefix=settings.topic_prefix if topic_prefix is None else topic_prefix,
+                progress=advance,
+            )
+    _print_sim_result(result)
+
+
+@app.command()
+def demo(
+    out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("out/demo"),
+    duration: Annotated[str, typer.Option(help="Simulated time span: 90m, 6h, 14d.")] = "1d",
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
+    rps_scale: Annotated[float, typer.Option(help="Multiplies request rates.")] = 0.02,
+    fleet: FleetOpt = None,
+) -> None:
+    """Run the pipeline on the embedded default (no Kafka) and say where everything went.
+
+    Example: microdc demo --duration 2d --out out/demo
+    """
+    from pipeline.fleet import load_fleet
+    from pipeline.simulate import SimConfig, simulate_to_files
+
+    settings = Settings()
+    fleet_data = load_fleet(fleet or settings.fleet)
+    config = SimConfig(
+        start=parse_start("2026-03-02T00:00Z"),
+        minutes=parse_duration(duration),
+        seed=seed,
+        rps_scale=rps_scale,
+    )
+    with _progress(config.minutes, "simulating") as advance:
+        result = simulate_to_files(fleet_data, config, out_dir / "sim", progress=advance)
+    _print_sim_result(result)
+    out.print(
+        f"[bold]demo output:[/] {out_dir.resolve()}\n"
+        "Stream processing, the Parquet lake, models and the report join the demo as their "
+        "issues land; see README."
+    )
+
+
+@topics_app.command("create")
+def topics_create(bootstrap: BootstrapOpt = None, topic_prefix: PrefixOpt = None) -> None:
+    """Create every pipeline topic with its declared partition count (idempotent).
+
+    Example: microdc topics create --bootstrap 127.0.0.1:9092
+    """
+    from pipeline.contracts.topics import iter_topics
+    from pipeline.kafka_admin import ensure_topics_sync
+
+    settings = Settings()
+    prefix = settings.topic_prefix if topic_prefix is None else topic_prefix
+    specs = list(iter_topics(prefix))
+    created = ensure_topics_sync(bootstrap or settings.kafka_bootstrap, specs)
+    table = Table("topic", "partitions", "key", "status")
+    for spec in specs:
+        table.add_row(
+            spec.name,
+            str(spec.partitions),
+            spec.key_field or "-",
+            "created" if spec.name in created else "exists",
+        )
+    out.print(table)
+
+
+@fleet_app.command("validate")
+def fleet_validate(
+    path: Annotated[
+        Path | None, typer.Argument(help="Fleet YAML; default: the demo fleet.")
+    ] = None,
+) -> None:
+    """Check a fleet file and summarise it; errors name file, line, path and reason.
+
+    Example: microdc fleet validate my-fleet.yaml
+    """
+    from pipeline.fleet import load_fleet
+
+    fleet = load_fleet(path)
+    table = Table("site", "city", "zone", "nodes", "services", "design PUE")
+    for site in fleet.sites:
+        services = [s.service for s in fleet.services if site.site_id in s.sites]
+        table.add_row(
+            site.site_id,
+            site.city,
+            site.grid_zone,
+            str(len(fleet.nodes_by_site[site.site_id])),
+            str(len(services)),
+            f"{site.design_pue:.2f}",
+        )
+    out.print(table)
+    out.print(f"{len(fleet.teams)} teams, {len(fleet.services)} services: valid")
+
+
+@fleet_app.command("schema")
+def fleet_schema(
+    out_path: Annotated[Path | None, typer.Option("--out", help="Write here, not stdout.")] = None,
+) -> None:
+    """Print (or write) the JSON Schema of fleet files, generated from the fleet types.
+
+    Example: microdc fleet schema --out schemas/fleet.schema.json
+    """
+    from pipeline.fleet.schema import fleet_json_schema
+
+    text = fleet_json_schema()
+    if out_path is None:
+        sys.stdout.write(text)
+    else:
+        out_path.write_text(text, encoding="utf-8")
+
+
+@kafka_app.command("up")
+def kafka_up(
+    state_dir: Annotated[
+        Path | None, typer.Option(help="Where the broker keeps its state.")
+    ] = None,
+) -> None:
+    """Fetch Apache Kafka from Maven Central (once) and start a local KRaft broker on 127.0.0.1.
+
+    Example: microdc kafka up && export MICRODC_KAFKA_BOOTSTRAP=$(microdc kafka status)
+    """
+    from pipeline import localkafka
+
+    bootstrap = localkafka.up(state_dir or Settings().kafka_state_dir)
+    out.print(bootstrap)
+
+
+@kafka_app.command("down")
+def kafka_down(
+    state_dir: Annotated[
+        Path | None, typer.Option(help="Where the broker keeps its state.")
+    ] = None,
+) -> None:
+    """Stop the local broker started by `microdc kafka up`.
+
+    Example: microdc kafka down
+    """
+    from pipeline import localkafka
+
+    stopped = localkafka.down(state_dir or Settings().kafka_state_dir)
+    out.print("stopped" if stopped else "no local broker was running")
+
+
+@kafka_app.command("status")
+def kafka_status(
+    state_dir: Annotated[
+        Path | None, typer.Option(help="Where the broker keeps its state.")
+    ] = None,
+) -> None:
+    """Print the local broker's bootstrap address, or exit 1 if none runs.
+
+    Example: microdc kafka status
+    """
+    from pipeline import localkafka
+
+    bootstrap = localkafka.status(state_dir or Settings().kafka_state_dir)
+    if bootstrap is None:
+        raise PipelineError("no local broker is running; start one with `microdc kafka up`")
+    out.print(bootstrap)
+
+
+class _progress:
+    """A rich progress bar over simulated minutes (silent when stderr is not a terminal)."""
+
+    def __init__(self, total: int, label: str) -> None:
+        self._bar = Progress(
+            TextColumn(f"[bold]{label}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[events]:,} events"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+            disable=not console.is_terminal,
+        )
+        self._task = self._bar.add_task(label, total=total, events=0)
+        self._events = 0
+
+    def __enter__(self) -> _progress:
+        self._bar.start()
+        return self
+
+    def __call__(self, events: int) -> None:
+        self._events += events
+        self._bar.update(self._task, advance=1, events=self._events)
+
+    def __exit__(self, *exc: object) -> None:
+        self._bar.stop()
+
+
+def _print_sim_result(result: object) -> None:
+    from pipeline.simulate import SimResult
+
+    assert isinstance(result, SimResult)
+    table = Table("topic", "valid records", title=f"simulated → {result.destination}")
+    for name, count in sorted(result.stats.valid.items()):
+        table.add_row(name, f"{count:,}")
+    for kind, count in sorted(result.stats.faults.items()):
+        table.add_row(f"[dim]fault {kind}", f"{count:,}")
+    out.print(table)
+    if result.files:
+        for name, path in result.files.items():
+            out.print(f"  {name}: {path}")
+    out.print(
+        f"{result.stats.emitted:,} events in {result.seconds:.1f} s "
+        f"= {result.events_per_s:,.0f} events/s"
+    )
+
+
+def main() -> None:
+    """Entry point: one clean line and a non-zero exit for every expected error.
+
+    Typer (standalone mode) reports usage errors itself; library errors arrive here.
+    """
+    try:
+        app()
+    except PipelineError as exc:
+        console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)

@@ -1,0 +1,114 @@
+"""msgspec Structs for the four input topics; they mirror `schemas/*.schema.json` field for field.
+
+Policy shared with the JSON Schemas (a test proves they agree on a corpus):
+- timestamps are RFC 3339 strings in UTC (`Z` or a zero offset); naive or offset times are rejected;
+- identifiers are 1-64 characters of letters, digits, `.`, `_`, `-`, starting with a letter or
+  digit, so they are safe as Kafka keys and as lake partition values;
+- unknown extra fields are ignored (forward compatible: a producer may add an optional field before
+  the consumers learn it, as Avro and Protobuf readers do), while every required field is enforced;
+- `... or null` fields may be absent or null.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Literal
+
+import msgspec
+
+UtcTime = Annotated[datetime, msgspec.Meta(tz=True)]
+Id = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+]
+Fraction = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+NonNegFloat = Annotated[float, msgspec.Meta(ge=0.0)]
+NonNegInt = Annotated[int, msgspec.Meta(ge=0)]
+IntervalS = Annotated[float, msgspec.Meta(gt=0.0, le=3600.0)]
+TempC = Annotated[float, msgspec.Meta(ge=-60.0, le=120.0)]
+Status = Annotated[int, msgspec.Meta(ge=100, le=599)]
+ShortText = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+
+_ZERO = timedelta(0)
+
+
+def _require_utc(name: str, value: datetime) -> None:
+    if value.tzinfo is not UTC and value.utcoffset() != _ZERO:
+        raise ValueError(f"`{name}` must be in UTC (Z or +00:00), got offset {value.utcoffset()}")
+
+
+class NodeSample(msgspec.Struct, frozen=True, kw_only=True):
+    """Mean power and utilisation of one node over `(observed_at - interval_s, observed_at]`."""
+
+    observed_at: UtcTime
+    site_id: Id
+    rack_id: Id
+    node_id: Id
+    interval_s: IntervalS
+    power_w: NonNegFloat
+    cpu_util: Fraction
+    inlet_temp_c: TempC
+    outlet_temp_c: TempC
+    net_rx_bytes: NonNegInt
+    net_tx_bytes: NonNegInt
+    gpu_util: Fraction | None = None
+    mem_util: Fraction | None = None
+
+    def __post_init__(self) -> None:
+        _require_utc("observed_at", self.observed_at)
+
+
+class RequestLog(msgspec.Struct, frozen=True, kw_only=True):
+    """One finished request, logged by the node that served it."""
+
+    finished_at: UtcTime
+    request_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    site_id: Id
+    node_id: Id
+    service: Id
+    team: Id
+    status: Status
+    latency_ms: NonNegFloat
+    bytes_in: NonNegInt
+    bytes_out: NonNegInt
+    route: ShortText | None = None
+    client_region: ShortText | None = None
+    client_ip: Annotated[str, msgspec.Meta(min_length=2, max_length=45)] | None = None  # PII
+
+    def __post_init__(self) -> None:
+        _require_utc("finished_at", self.finished_at)
+
+
+class FacilitySample(msgspec.Struct, frozen=True, kw_only=True):
+    """Site meters: whole-facility and IT power over `(observed_at - interval_s, observed_at]`."""
+
+    observed_at: UtcTime
+    site_id: Id
+    interval_s: IntervalS
+    facility_power_w: NonNegFloat
+    it_power_w: NonNegFloat
+    onsite_renewable_w: NonNegFloat
+    water_l: NonNegFloat | None = None
+    outdoor_temp_c: TempC | None = None
+
+    def __post_init__(self) -> None:
+        _require_utc("observed_at", self.observed_at)
+
+
+class GridIntensity(msgspec.Struct, frozen=True, kw_only=True):
+    """Carbon intensity of a grid zone, valid over `[valid_from, valid_to)`."""
+
+    valid_from: UtcTime
+    valid_to: UtcTime
+    zone: Id
+    carbon_intensity_gco2e_per_kwh: Annotated[float, msgspec.Meta(ge=0.0, le=5000.0)]
+    emission_factor_type: Literal["lifecycle", "direct"]
+    signal: Literal["average", "marginal"]
+    source: ShortText
+    is_estimated: bool
+
+    def __post_init__(self) -> None:
+        _require_utc("valid_from", self.valid_from)
+        _require_utc("valid_to", self.valid_to)
+
+
+InputRecord = NodeSample | RequestLog | FacilitySample | GridIntensity

@@ -1,0 +1,44 @@
+"""The error hierarchy: one root, specific subclasses; messages say what, where and how to fix."""
+
+from __future__ import annotations
+
+
+class PipelineError(Exception):
+    """Root of every error this package raises on purpose; the CLI turns it into one clean line."""
+
+    exit_code = 1
+
+
+class ConfigError(PipelineError):
+    """A setting, flag or reference file is wrong."""
+
+    exit_code = 2
+
+
+class FleetError(ConfigError):
+    """The fleet file is invalid; the message names the file, line, path inside it and why."""
+
+    def __init__(self, file: str, path: str, reason: str, line: int | None = None) -> None:
+        self.file = file
+        self.path = path
+        self.reason = reason
+        self.line = line
+        where = f"{file}:{line}" if line is not None else file
+        super().__init__(f"{where}: {path}: {reason}")
+
+
+class ContractError(PipelineError):
+    """A record does not match its topic's contract (used for dead letters and file input)."""
+
+    def __init__(self, topic: str, reason: str, where: str | None = None) -> None:
+        self.topic = topic
+        self.reason = reason
+        self.where = where
+        prefix = f"{where}: " if where else ""
+        super().__init__(f"{prefix}record for {topic} is invalid: {reason}")
+
+
+class KafkaUnavailableError(PipelineError):
+    """No Kafka broker could be reached or started."""
+
+    exit_code = 3

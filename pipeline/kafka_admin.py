@@ -1,0 +1,166 @@
+"""Create the pipeline's Kafka topics idempotently, with the partition counts the contracts declare.
+
+`ensure_topics` creates what is missing, leaves matching topics alone and refuses to go on when
+an existing topic has a different partition count (co-partitioned joins would silently break).
+It never sends a metadata request for a topic that may not exist, so a broker with
+`auto.create.topics.enable=true` cannot create it behind our back with the wrong settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from typing import Any
+
+from pipeline.contracts.topics import TopicSpec
+from pipeline.errors import KafkaUnavailableError, PipelineError
+
+__all__ = [
+    "TopicCreationError",
+    "TopicMismatchError",
+    "ensure_topics",
+    "ensure_topics_sync",
+]
+
+_TOPIC_ALREADY_EXISTS = 36
+
+
+class TopicMismatchError(PipelineError):
+    """An existing topic's partition count differs from its contract."""
+
+    exit_code = 2
+
+    def __init__(self, topic: str, expected: int, actual: int, bootstrap: str) -> None:
+        self.topic = topic
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            f"topic {topic} on {bootstrap} has {actual} partitions but its contract says "
+            f"{expected}; delete and recreate it (data loss) or use a fresh topic prefix"
+        )
+
+
+class TopicCreationError(PipelineError):
+    """The broker refused to create a topic (bad config, too few brokers, ...)."""
+
+    def __init__(self, topic: str, code: int, message: str | None, bootstrap: str) -> None:
+        self.topic = topic
+        self.code = code
+        detail = f": {message}" if message else ""
+        super().__init__(f"could not create topic {topic} on {bootstrap} (error {code}){detail}")
+
+
+def _partition_counts(topics: list[dict[str, Any]]) -> dict[str, int]:
+    """Topic name -> partition count, from aiokafka's `describe_topics` output (no errors)."""
+    return {
+        str(topic["topic"]): len(topic["partitions"])
+        for topic in topics
+        if topic.get("error_code", 0) == 0
+    }
+
+
+def _all_have_leaders(topics: list[dict[str, Any]], names: set[str]) -> bool:
+    seen = {
+        str(topic["topic"])
+        for topic in topics
+        if topic.get("error_code", 0) == 0
+        and topic["partitions"]
+        and all(p.get("error_code", 0) == 0 and p.get("leader", -1) >= 0
+                for p in topic["partitions"])
+    }
+    return names <= seen
+
+
+async def ensure_topics(
+    bootstrap: str,
+    specs: Iterable[TopicSpec],
+    *,
+    replication_factor: int = 1,
+    timeout: float = 30,
+) -> list[str]:
+    """Create the topics of `specs` that do not exist yet; return the names created.
+
+    Each topic gets `spec.partitions` partitions, `replication_factor` replicas and
+    `spec.config`. Existing topics are accepted if their partition count matches, otherwise
+    `TopicMismatchError`. Returns once every topic in `specs` has a leader for each partition,
+    so producers can use them right away. Raises `KafkaUnavailableError` if the broker cannot be
+    reached within `timeout` seconds and `TopicCreationError` if it refuses a topic.
+    """
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.errors import KafkaError
+
+    wanted: dict[str, TopicSpec] = {}
+    for spec in specs:
+        other = wanted.setdefault(spec.name, spec)
+        if other.partitions != spec.partitions:
+            raise ValueError(f"topic {spec.name} is declared twice with different partitions")
+    if not wanted:
+        return []
+
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=max(int(timeout * 1000), 1000),
+        client_id="microdc-admin",
+    )
+    created: list[str] = []
+    try:
+        async with asyncio.timeout(timeout):
+            await admin.start()
+            existing = set(await admin.list_topics()) & wanted.keys()
+            if existing:
+                _check_counts(await admin.describe_topics(sorted(existing)), wanted, bootstrap)
+            missing = [spec for name, spec in wanted.items() if name not in existing]
+            if missing:
+                response = await admin.create_topics(
+                    [NewTopic(spec.name, spec.partitions, replication_factor,
+                              topic_configs=dict(spec.config)) for spec in missing],
+                    timeout_ms=max(int(timeout * 1000), 1000),
+                )
+                raced: list[str] = []
+                for topic, code, *rest in response.topic_errors:
+                    if code == 0:
+                        created.append(str(topic))
+                    elif code == _TOPIC_ALREADY_EXISTS:  # someone else created it meanwhile
+                        raced.append(str(topic))
+                    else:
+                        raise TopicCreationError(
+                            str(topic), int(code), str(rest[0]) if rest and rest[0] else None,
+                            bootstrap,
+                        )
+                if raced:
+                    _check_counts(await admin.describe_topics(raced), wanted, bootstrap)
+            # Only existing topics are described here, so nothing can be auto-created.
+            names = set(wanted)
+            while not _all_have_leaders(await admin.describe_topics(sorted(names)), names):
+                await asyncio.sleep(0.05)
+    except TimeoutError as exc:
+        raise KafkaUnavailableError(
+            f"could not ensure topics on {bootstrap} within {timeout:g} s "
+            f"(created so far: {created or 'none'})"
+        ) from exc
+    except KafkaError as exc:
+        raise KafkaUnavailableError(f"Kafka at {bootstrap}: {exc!r}") from exc
+    finally:
+        await admin.close()
+    return created
+
+
+def _check_counts(described: list[dict[str, Any]], wanted: dict[str, TopicSpec],
+                  bootstrap: str) -> None:
+    for name, actual in sorted(_partition_counts(described).items()):
+        expected = wanted[name].partitions
+        if actual != expected:
+            raise TopicMismatchError(name, expected, actual, bootstrap)
+
+
+def ensure_topics_sync(
+    bootstrap: str,
+    specs: Iterable[TopicSpec],
+    *,
+    replication_factor: int = 1,
+    timeout: float = 30,
+) -> list[str]:
+    """`ensure_topics` for synchronous callers (CLI, test fixtures); not inside a running loop."""
+    return asyncio.run(
+        ensure_topics(bootstrap, list(specs), replication_factor=replication_factor,
+                      timeout=timeout)
+    )
