@@ -56,8 +56,9 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     external = os.environ.get(BOOTSTRAP_ENV, "").strip()
     if external:
         if not _reachable(external):
-            pytest.fail(f"{BOOTSTRAP_ENV}={external} is not reachable. {HOW_TO_GET_A_BROKER}",
-                        pytrace=False)
+            pytest.fail(
+                f"{BOOTSTRAP_ENV}={external} is not reachable. {HOW_TO_GET_A_BROKER}", pytrace=False
+            )
         _SUMMARY.append(f"Kafka: using {BOOTSTRAP_ENV}={external}")
         yield external
         return
@@ -71,8 +72,10 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         problem = ""
     if problem:  # fail outside the except block: one clean message, no chained traceback
         hint = "" if HOW_TO_GET_A_BROKER in problem else f"\n{HOW_TO_GET_A_BROKER}"
-        pytest.fail(f"could not start a local Kafka broker for integration tests: {problem}{hint}",
-                    pytrace=False)
+        pytest.fail(
+            f"could not start a local Kafka broker for integration tests: {problem}{hint}",
+            pytrace=False,
+        )
     line = f"local Kafka {KAFKA_VERSION} started in {kafka.startup_seconds or 0:.1f} s"
     if kafka.jars_seconds and kafka.jars_seconds > 1:
         line += f" (after fetching its jars in {kafka.jars_seconds:.1f} s)"

@@ -11,15 +11,16 @@ Policy shared with the JSON Schemas (a test proves they agree on a corpus):
 
 from __future__ import annotations
 
+import string
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 import msgspec
 
 UtcTime = Annotated[datetime, msgspec.Meta(tz=True)]
-Id = Annotated[
-    str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-]
+# The id charset is checked in __post_init__ (`_require_ids`): msgspec's `pattern` runs Python `re`
+# per field and made request-log decoding 3x slower; the schemas keep the equivalent pattern.
+Id = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 Fraction = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
 NonNegFloat = Annotated[float, msgspec.Meta(ge=0.0)]
 NonNegInt = Annotated[int, msgspec.Meta(ge=0)]
@@ -29,6 +30,19 @@ Status = Annotated[int, msgspec.Meta(ge=100, le=599)]
 ShortText = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 
 _ZERO = timedelta(0)
+_ID_CHARS = string.ascii_letters + string.digits + "._-"
+_ID_FIRST = frozenset(string.ascii_letters + string.digits)
+
+
+def _require_ids(record: msgspec.Struct, names: tuple[str, ...]) -> None:
+    for name in names:
+        value: str = getattr(record, name)
+        # strip() removes allowed characters from both ends: anything left is a bad character.
+        if value.strip(_ID_CHARS) or value[0] not in _ID_FIRST:
+            raise ValueError(
+                f"`{name}` must be letters, digits, '.', '_' or '-' starting with a letter or "
+                f"digit, got {value!r}"
+            )
 
 
 def _require_utc(name: str, value: datetime) -> None:
@@ -55,6 +69,7 @@ class NodeSample(msgspec.Struct, frozen=True, kw_only=True):
 
     def __post_init__(self) -> None:
         _require_utc("observed_at", self.observed_at)
+        _require_ids(self, ("site_id", "rack_id", "node_id"))
 
 
 class RequestLog(msgspec.Struct, frozen=True, kw_only=True):
@@ -76,6 +91,7 @@ class RequestLog(msgspec.Struct, frozen=True, kw_only=True):
 
     def __post_init__(self) -> None:
         _require_utc("finished_at", self.finished_at)
+        _require_ids(self, ("site_id", "node_id", "service", "team"))
 
 
 class FacilitySample(msgspec.Struct, frozen=True, kw_only=True):
@@ -92,6 +108,7 @@ class FacilitySample(msgspec.Struct, frozen=True, kw_only=True):
 
     def __post_init__(self) -> None:
         _require_utc("observed_at", self.observed_at)
+        _require_ids(self, ("site_id",))
 
 
 class GridIntensity(msgspec.Struct, frozen=True, kw_only=True):
@@ -109,6 +126,7 @@ class GridIntensity(msgspec.Struct, frozen=True, kw_only=True):
     def __post_init__(self) -> None:
         _require_utc("valid_from", self.valid_from)
         _require_utc("valid_to", self.valid_to)
+        _require_ids(self, ("zone",))
 
 
 InputRecord = NodeSample | RequestLog | FacilitySample | GridIntensity

@@ -60,7 +60,9 @@ class KafkaSink:
     """Produces envelopes with per-partition record batches (fast path of aiokafka).
 
     Keys follow the topic contracts; the partition is the default partitioner's choice for the key,
-    so Java and Python producers agree. Record timestamps are the records' event times.
+    so Java and Python producers agree. Kafka timestamps are left to the producer (ingestion time):
+    event time travels in the payload, and stamping old event times (replays, backfills,
+    simulated history) would make the broker's time-based retention delete the data at once.
     """
 
     def __init__(
@@ -115,10 +117,10 @@ class KafkaSink:
             builder = self._batches.get(slot)
             if builder is None:
                 builder = self._batches[slot] = self._producer.create_batch()
-            if builder.append(key=env.key, value=env.value, timestamp=env.event_ms) is None:
+            if builder.append(key=env.key, value=env.value, timestamp=None) is None:
                 await self._send(slot, builder)
                 builder = self._batches[slot] = self._producer.create_batch()
-                if builder.append(key=env.key, value=env.value, timestamp=env.event_ms) is None:
+                if builder.append(key=env.key, value=env.value, timestamp=None) is None:
                     raise PipelineError(f"record of {len(env.value)} bytes exceeds the batch size")
 
     async def _send(self, slot: tuple[str, int], builder: Any) -> None:

@@ -46,7 +46,10 @@ async def _round_trip(
     finally:
         await producer.stop()
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, group_id=group, auto_offset_reset="earliest",
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        auto_offset_reset="earliest",
         enable_auto_commit=False,
     )
     await consumer.start()
@@ -119,8 +122,14 @@ def test_topic_config_is_applied(kafka_bootstrap: str, topic_prefix: str) -> Non
     from aiokafka.admin import AIOKafkaAdminClient
     from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-    spec = TopicSpec(f"{topic_prefix}compacted", 1, None, None, "test topic",
-                     config={"cleanup.policy": "compact"})
+    spec = TopicSpec(
+        f"{topic_prefix}compacted",
+        1,
+        None,
+        None,
+        "test topic",
+        config={"cleanup.policy": "compact"},
+    )
     ensure_topics_sync(kafka_bootstrap, [spec])
 
     async def policy() -> str:
@@ -133,8 +142,9 @@ def test_topic_config_is_applied(kafka_bootstrap: str, topic_prefix: str) -> Non
         finally:
             await admin.close()
         entries = response.to_object()["resources"][0]["config_entries"]
-        return next(str(e["config_value"]) for e in entries
-                    if e["config_names"] == "cleanup.policy")
+        return next(
+            str(e["config_value"]) for e in entries if e["config_names"] == "cleanup.policy"
+        )
 
     assert asyncio.run(policy()) == "compact"
 

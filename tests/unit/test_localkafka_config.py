@@ -55,9 +55,15 @@ def test_server_properties_single_node_settings(tmp_path: Path) -> None:
     assert props["controller.listener.names"] == "CONTROLLER"
     assert props["inter.broker.listener.name"] == "PLAINTEXT"
     assert props["log.dirs"] == str(tmp_path)
-    for key in ("offsets.topic.replication.factor", "transaction.state.log.replication.factor",
-                "transaction.state.log.min.isr", "share.coordinator.state.topic.replication.factor",
-                "min.insync.replicas", "num.partitions", "offsets.topic.num.partitions"):
+    for key in (
+        "offsets.topic.replication.factor",
+        "transaction.state.log.replication.factor",
+        "transaction.state.log.min.isr",
+        "share.coordinator.state.topic.replication.factor",
+        "min.insync.replicas",
+        "num.partitions",
+        "offsets.topic.num.partitions",
+    ):
         assert props[key] == "1", key
     assert props["group.initial.rebalance.delay.ms"] == "0"
     assert props["auto.create.topics.enable"] == "false"
