@@ -106,6 +106,24 @@ class _NodeState:
 
 
 @dataclass
+class _SiteMinute:
+    """What one site's requests add up to in one minute, per node (indexes follow `states`)."""
+
+    states: list[_NodeState]
+    up: np.ndarray
+    busy_cpu: np.ndarray
+    busy_gpu: np.ndarray
+    rx: np.ndarray
+    tx: np.ndarray
+
+    @classmethod
+    def start(cls, states: list[_NodeState], minute: int) -> _SiteMinute:
+        n = len(states)
+        up = np.array([st.down_until < minute for st in states])
+        return cls(states, up, np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n))
+
+
+@dataclass
 class _Episode:
     until: int = -1
     factor: float = 1.0
@@ -179,30 +197,11 @@ class Simulator:
         for st in states:
             if st.down_until < m and rng.random() < 1.0 / (3 * 1440):
                 st.down_until = m + int(rng.integers(5, 31))
-        up = np.array([st.down_until < m for st in states])
-        busy_cpu = np.zeros(len(states))
-        busy_gpu = np.zeros(len(states))
-        rx = np.zeros(len(states))
-        tx = np.zeros(len(states))
+        acc = _SiteMinute.start(states, m)
         out: list[Envelope] = []
         for service in self._services[site.site_id]:
-            out.extend(
-                self._requests(
-                    site,
-                    service,
-                    m,
-                    t0,
-                    hour,
-                    local.weekday(),
-                    states,
-                    up,
-                    busy_cpu,
-                    busy_gpu,
-                    rx,
-                    tx,
-                )
-            )
-        out.extend(self._telemetry(site, m, t0, hour, temp, states, up, busy_cpu, busy_gpu, rx, tx))
+            out.extend(self._requests(site, service, m, t0, hour, local.weekday(), acc))
+        out.extend(self._telemetry(site, m, t0, hour, temp, acc))
         out.append(self._facility(site, t0, hour, temp, states))
         return out
 
@@ -214,12 +213,7 @@ class Simulator:
         t0: int,
         hour: float,
         weekday: int,
-        states: list[_NodeState],
-        up: np.ndarray,
-        busy_cpu: np.ndarray,
-        busy_gpu: np.ndarray,
-        rx: np.ndarray,
-        tx: np.ndarray,
+        acc: _SiteMinute,
     ) -> list[Envelope]:
         rng = self._rng
         load = service.load
@@ -234,10 +228,10 @@ class Simulator:
             )
         rate = load.peak_rps * self.config.rps_scale * profiles.diurnal_load(hour, weekday)
         n = int(rng.poisson(rate * 60.0 * math.exp(rng.normal(0.0, 0.08))))
-        gpu_pool = np.array([st.node.has_gpu for st in states]) == load.needs_gpu
-        pool = np.flatnonzero(up & gpu_pool)
+        gpu_pool = np.array([st.node.has_gpu for st in acc.states]) == load.needs_gpu
+        pool = np.flatnonzero(acc.up & gpu_pool)
         if pool.size == 0:
-            pool = np.flatnonzero(up)
+            pool = np.flatnonzero(acc.up)
         if n == 0 or pool.size == 0:
             return []
         offs = np.sort(rng.integers(0, _MIN * 1000, n))  # microseconds into the minute
@@ -249,11 +243,11 @@ class Simulator:
         cpu_s = load.cpu_ms_per_request / 1000.0 * np.exp(rng.normal(0.0, 0.3, n))
         b_in = (load.bytes_in * np.exp(rng.normal(0.0, 0.3, n))).astype(np.int64)
         b_out = (load.bytes_out * np.exp(rng.normal(0.0, 0.3, n))).astype(np.int64)
-        np.add.at(busy_gpu if load.needs_gpu else busy_cpu, which, cpu_s)
+        np.add.at(acc.busy_gpu if load.needs_gpu else acc.busy_cpu, which, cpu_s)
         if load.needs_gpu:
-            np.add.at(busy_cpu, which, cpu_s * 0.15)
-        np.add.at(rx, which, b_in)
-        np.add.at(tx, which, b_out)
+            np.add.at(acc.busy_cpu, which, cpu_s * 0.15)
+        np.add.at(acc.rx, which, b_in)
+        np.add.at(acc.tx, which, b_out)
         routes: list[str | None] = list(service.routes) or [None]
         route_ix = rng.integers(0, len(routes), n)
         regions: tuple[str | None, ...] = _REGIONS.get(site.country, (None,))
@@ -262,7 +256,7 @@ class Simulator:
         base = datetime.fromtimestamp(t0 / 1000, UTC)
         out: list[Envelope] = []
         spec = REQUEST_LOG
-        nodes = [states[j].node for j in which.tolist()]
+        nodes = [acc.states[j].node for j in which.tolist()]
         route_of = [routes[j] for j in route_ix.tolist()]
         region_of = [regions[j] for j in region_ix.tolist()]
         ip_of = [f"{_TEST_NETS[ip // 254]}{ip % 254 + 1}" for ip in ip_ix.tolist()]
@@ -305,12 +299,7 @@ class Simulator:
         t0: int,
         hour: float,
         temp: float,
-        states: list[_NodeState],
-        up: np.ndarray,
-        busy_cpu: np.ndarray,
-        busy_gpu: np.ndarray,
-        rx: np.ndarray,
-        tx: np.ndarray,
+        acc: _SiteMinute,
     ) -> list[Envelope]:
         rng = self._rng
         interval = self.config.node_interval_s
@@ -320,14 +309,14 @@ class Simulator:
         heat = hot.factor if hot.until >= m else 0.0
         bg_shape = 0.6 + 0.4 * profiles.diurnal_load(hour, 0)
         out: list[Envelope] = []
-        for j, st in enumerate(states):
+        for j, st in enumerate(acc.states):
             node = st.node
             prev = st.last_power_w
-            if not up[j]:
+            if not acc.up[j]:
                 st.last_power_w = 0.0
                 continue
-            cpu = min(1.0, st.background * bg_shape + float(busy_cpu[j]) / (node.cores * 60.0))
-            gpu = min(1.0, float(busy_gpu[j]) / 60.0) if node.has_gpu else None
+            cpu = min(1.0, st.background * bg_shape + float(acc.busy_cpu[j]) / (node.cores * 60.0))
+            gpu = min(1.0, float(acc.busy_gpu[j]) / 60.0) if node.has_gpu else None
             util = 0.4 * cpu + 0.6 * gpu if gpu is not None else cpu
             power = profiles.server_power_w(util, node.idle_power_w, node.max_power_w)
             power *= math.exp(float(rng.normal(0.0, 0.01)))
@@ -352,8 +341,8 @@ class Simulator:
                     mem_util=round(min(1.0, 0.35 + 0.4 * cpu), 4),
                     inlet_temp_c=round(inlet, 2),
                     outlet_temp_c=round(inlet + 8.0 + 12.0 * util, 2),
-                    net_rx_bytes=int(float(rx[j]) * share),
-                    net_tx_bytes=int(float(tx[j]) * share),
+                    net_rx_bytes=int(float(acc.rx[j]) * share),
+                    net_tx_bytes=int(float(acc.tx[j]) * share),
                 )
                 ms = t0 + obs_s * 1000
                 out.append(Envelope(NODE_TELEMETRY, node.node_id.encode(), encode(sample), ms, ms))
