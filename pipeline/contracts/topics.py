@@ -88,6 +88,14 @@ DEAD_LETTERS = TopicSpec(
     "Records that failed to decode or validate, with source position and reason.",
 )
 
+NODE_MINUTES = TopicSpec(
+    "mdc.node-minutes",
+    1,
+    "site_id",
+    None,
+    "Internal, stage 1 -> stage 2: closed node x service minutes (IT level) and partition marks.",
+)
+
 INPUT_TOPICS: tuple[TopicSpec, ...] = (
     NODE_TELEMETRY,
     REQUEST_LOG,
@@ -102,7 +110,8 @@ OUTPUT_TOPICS: tuple[TopicSpec, ...] = (
     LATE_EVENTS,
     DEAD_LETTERS,
 )
-ALL_TOPICS: tuple[TopicSpec, ...] = INPUT_TOPICS + OUTPUT_TOPICS
+INTERNAL_TOPICS: tuple[TopicSpec, ...] = (NODE_MINUTES,)
+ALL_TOPICS: tuple[TopicSpec, ...] = INPUT_TOPICS + OUTPUT_TOPICS + INTERNAL_TOPICS
 
 
 def topic_for(record_type: type[msgspec.Struct]) -> TopicSpec:

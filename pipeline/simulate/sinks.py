@@ -9,17 +9,11 @@ from types import TracebackType
 from typing import IO, Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import murmur2
 
+from pipeline.contracts.partitioning import partition_for
 from pipeline.contracts.topics import INPUT_TOPICS, TopicSpec
 from pipeline.errors import KafkaUnavailableError, PipelineError
 from pipeline.simulate.generator import Envelope
-
-
-def partition_for(key: bytes, partitions: int) -> int:
-    """The partition Kafka's default partitioner (Java and aiokafka alike) picks for `key`."""
-    hashed: int = murmur2(key)
-    return (hashed & 0x7FFFFFFF) % partitions
 
 
 class JsonlSink:

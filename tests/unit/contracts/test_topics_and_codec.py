@@ -117,3 +117,22 @@ def test_request_log_round_trip(
     back = decode(RequestLog, encode(rec))
     assert back == rec
     assert back.finished_at.utcoffset() == timedelta(0)
+
+
+@given(key=st.binary(max_size=64), partitions=st.integers(1, 64))
+def test_pure_murmur2_partitioner_matches_aiokafka(key: bytes, partitions: int) -> None:
+    from aiokafka.partitioner import murmur2 as aiokafka_murmur2
+
+    from pipeline.contracts.partitioning import murmur2, partition_for
+
+    assert murmur2(key) == aiokafka_murmur2(key)
+    assert partition_for(key, partitions) == (aiokafka_murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def test_murmur2_known_java_values() -> None:
+    # Values from Kafka's own DefaultPartitionerTest / Utils.murmur2 test vectors.
+    from pipeline.contracts.partitioning import murmur2, partition_for
+
+    assert murmur2(b"21") == 0xFFFFFFFF & -973932308
+    assert murmur2(b"foobar") == 0xFFFFFFFF & -790332482
+    assert partition_for(b"bog1-r1-n01", 4) in range(4)

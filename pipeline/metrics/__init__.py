@@ -1,0 +1,1 @@
+"""Pure metric math: energy, efficiency, carbon and latency sketches; no I/O, no clock."""

@@ -1,0 +1,176 @@
+"""Embedded runner: the stream core driven in-process from the simulator or JSON-lines files.
+
+No Kafka: records are decoded, dead-lettered or placed on the partition Kafka's default
+partitioner would pick, given per-partition offsets, and fed to one stage-1 processor per
+partition and to stage 2 — the same core, in the same order rules, as the Faust workers.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from pipeline.contracts.codec import decoder
+from pipeline.contracts.outputs import DeadLetter, LateEvent, NodeMinute, PartitionMark
+from pipeline.contracts.partitioning import partition_for
+from pipeline.contracts.records import FacilitySample, GridIntensity, NodeSample, RequestLog
+from pipeline.contracts.topics import (
+    ALERTS,
+    DEAD_LETTERS,
+    ENERGY_MINUTES,
+    FACILITY_TELEMETRY,
+    GRID_INTENSITY,
+    LATE_EVENTS,
+    NODE_TELEMETRY,
+    REQUEST_LOG,
+    SITE_MINUTES,
+    SLO_BURN,
+    TopicSpec,
+)
+from pipeline.fleet.model import Fleet
+from pipeline.stream.errors import UnknownReferenceError
+from pipeline.stream.node_stage import NodeStage
+from pipeline.stream.site_stage import SiteStage
+
+#: (topic, key bytes or None, value bytes) — what the simulator or a file reader hands over.
+Message = tuple[TopicSpec, bytes | None, bytes]
+
+_OUTPUT_TOPIC = {
+    "EnergyMinute": ENERGY_MINUTES.name,
+    "SiteMinute": SITE_MINUTES.name,
+    "SloBurn": SLO_BURN.name,
+    "AlertEvent": ALERTS.name,
+    "LateEvent": LATE_EVENTS.name,
+    "DeadLetter": DEAD_LETTERS.name,
+}
+
+
+@dataclass
+class RunResult:
+    """Every output record, per output topic name, in emission order."""
+
+    outputs: dict[str, list[Any]] = field(default_factory=lambda: defaultdict(list))
+    consumed: int = 0
+
+    def count(self) -> dict[str, int]:
+        return {k: len(v) for k, v in self.outputs.items()}
+
+
+def dead_letter(
+    topic: str, partition: int, offset: int, key: bytes | None, value: bytes, kind: str, detail: str
+) -> DeadLetter:
+    """A dead-letter record with a natural key (source position)."""
+    return DeadLetter(
+        key=f"{topic}|{partition}|{offset}",
+        source_topic=topic,
+        partition=partition,
+        offset=offset,
+        record_key=key,
+        value=value,
+        error_kind=kind,  # type: ignore[arg-type]
+        error_detail=detail,
+    )
+
+
+def classify(exc: Exception) -> tuple[str, str]:
+    """(error kind, detail) for a record that could not be used."""
+    if isinstance(exc, msgspec.ValidationError):
+        return "invalid", str(exc)
+    if isinstance(exc, msgspec.DecodeError):
+        return "malformed_json", str(exc)
+    if isinstance(exc, UnknownReferenceError):
+        return "unknown_reference", str(exc)
+    raise exc
+
+
+class EmbeddedPipeline:
+    """Stage 1 per partition plus stage 2, fed message by message."""
+
+    def __init__(
+        self,
+        fleet: Fleet,
+        *,
+        partitions: int = NODE_TELEMETRY.partitions,
+        lateness_s: float = 120.0,
+    ) -> None:
+        self.fleet = fleet
+        self.partitions = partitions
+        self.stage_one = [NodeStage(fleet, p, partitions, lateness_s) for p in range(partitions)]
+        self.stage_two = SiteStage(fleet, lateness_s)
+        self.result = RunResult()
+        self._offsets: dict[tuple[str, int], int] = defaultdict(int)
+        self._node = decoder(NodeSample).decode
+        self._request = decoder(RequestLog).decode
+        self._facility = decoder(FacilitySample).decode
+        self._grid = decoder(GridIntensity).decode
+
+    def feed(self, messages: Iterable[Message]) -> None:
+        for spec, key, value in messages:
+            self.feed_one(spec, key, value)
+
+    def feed_one(self, spec: TopicSpec, key: bytes | None, value: bytes) -> None:
+        partition = partition_for(key, spec.partitions) if key is not None else 0
+        offset = self._offsets[(spec.name, partition)]
+        self._offsets[(spec.name, partition)] = offset + 1
+        self.result.consumed += 1
+        try:
+            if spec.name == NODE_TELEMETRY.name:
+                self.stage_one[partition].on_sample(self._node(value), offset=offset, raw=value)
+                self._stage_one_outputs(partition)
+            elif spec.name == REQUEST_LOG.name:
+                self.stage_one[partition].on_request(self._request(value), offset=offset, raw=value)
+                self._stage_one_outputs(partition)
+            elif spec.name == FACILITY_TELEMETRY.name:
+                self.stage_two.on_facility(self._facility(value))
+            elif spec.name == GRID_INTENSITY.name:
+                self.stage_two.on_grid(self._grid(value))
+            else:
+                raise ValueError(f"{spec.name} is not an input topic")
+        except (msgspec.ValidationError, msgspec.DecodeError, UnknownReferenceError) as exc:
+            kind, detail = classify(exc)
+            self._emit(dead_letter(spec.name, partition, offset, key, value, kind, detail))
+        self._stage_two_outputs()
+
+    def close(self) -> RunResult:
+        """End of input: close every open minute in both stages."""
+        for p, stage in enumerate(self.stage_one):
+            stage.flush()
+            self._stage_one_outputs(p)
+        self.stage_two.flush()
+        self._stage_two_outputs()
+        return self.result
+
+    def _stage_one_outputs(self, partition: int) -> None:
+        handoff: list[NodeMinute | PartitionMark] = []
+        for item in self.stage_one[partition].drain():
+            if isinstance(item, LateEvent):
+                self._emit(item)
+            else:
+                handoff.append(item)
+        if handoff:
+            self.result.outputs["mdc.node-minutes"].extend(handoff)
+            self.stage_two.on_stage_one(handoff)
+
+    def _stage_two_outputs(self) -> None:
+        for item in self.stage_two.drain():
+            self._emit(item)
+
+    def _emit(self, item: Any) -> None:
+        self.result.outputs[_OUTPUT_TOPIC[type(item).__name__]].append(item)
+
+
+def run_embedded(fleet: Fleet, messages: Iterable[Message], **kwargs: Any) -> RunResult:
+    """Run the whole stream core over `messages` (in order) and close every minute at the end."""
+    pipeline = EmbeddedPipeline(fleet, **kwargs)
+    pipeline.feed(messages)
+    return pipeline.close()
+
+
+def from_envelopes(envelopes: Iterable[Any]) -> Iterator[Message]:
+    """Simulator envelopes as messages."""
+    for env in envelopes:
+        yield env.topic, env.key, env.value

@@ -1,0 +1,411 @@
+"""Stage 2, whole fleet: closed node minutes + facility meters + grid intensity → energy minutes
+with facility energy and carbon, site minutes (PUE, CUE, WUE), SLO burn rates and alerts.
+
+Its inputs come from several topics whose relative arrival order is not fixed, so a minute
+closes only when every source has passed it: every stage-1 partition has marked it closed, the
+facility meters' watermark has passed its end, and each grid zone has a value starting at or
+after it (or has been silent for 2 h of event time, when the static fallback applies). Rows are
+sorted by their natural key before any sum, so outputs do not depend on arrival order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+import msgspec
+
+from pipeline.contracts.outputs import EnergyMinute, NodeMinute, PartitionMark, SiteMinute, SloBurn
+from pipeline.contracts.partitioning import partition_for
+from pipeline.contracts.records import FacilitySample, GridIntensity
+from pipeline.fleet.model import Fleet, Site
+from pipeline.metrics import carbon
+from pipeline.metrics.energy import IDLE_SERVICE, MINUTE_MS, UWH_PER_WH, split_sample
+from pipeline.metrics.sketch import LatencySketch, SketchWire
+from pipeline.metrics.slo import (
+    AlertEvent,
+    BurnWindows,
+    EnergyBudgetTracker,
+    MinuteCounts,
+    SloTracker,
+    ThermalTracker,
+)
+from pipeline.stream.clock import Clock
+from pipeline.stream.errors import UnknownReferenceError
+
+Output = EnergyMinute | SiteMinute | SloBurn | AlertEvent
+
+FACILITY_WAIT_MS = 30 * MINUTE_MS  # a silent facility feed stops holding minutes back after this
+GRID_WAIT_MS = 2 * 3600 * 1000  # DESIGN §5: grid values older than 2 h fall back to the static one
+ALL_SITES = "*"
+
+
+class SiteAcc(msgspec.Struct, kw_only=True):
+    """Facility meters of one site in one minute (integers: order-independent sums)."""
+
+    facility_uwh: int = 0
+    it_uwh: int = 0
+    renewable_uwh: int = 0
+    water_ml: int | None = None
+    covered_ms: int = 0
+    outdoor_temp_c: float | None = None
+
+
+class SiteStageState(msgspec.Struct, kw_only=True):
+    """Everything stage 2 needs to continue after a restart."""
+
+    marks: dict[int, int] = msgspec.field(default_factory=dict)
+    partitions: int | None = None
+    facility_clock: Clock
+    facility: dict[int, dict[str, SiteAcc]] = msgspec.field(default_factory=dict)
+    grid: dict[str, carbon.GridHistory] = msgspec.field(default_factory=dict)
+    grid_last_from: dict[str, int] = msgspec.field(default_factory=dict)
+    grid_last_to: dict[str, int] = msgspec.field(default_factory=dict)
+    rows: dict[int, list[NodeMinute]] = msgspec.field(default_factory=dict)
+    first_minute: int | None = None
+    closed_before_ms: int | None = None
+    slo: dict[str, bytes] = msgspec.field(default_factory=dict)
+    thermal: dict[str, bytes] = msgspec.field(default_factory=dict)
+    budgets: dict[str, bytes] = msgspec.field(default_factory=dict)
+    offsets: dict[str, int] = msgspec.field(default_factory=dict)
+
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(SiteStageState)
+
+
+def _iso(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def _burns(windows: BurnWindows) -> dict[str, float]:
+    """`{"5m": ..., "3d": ...}` from the tracker's `burn_5m` ... `burn_3d` fields."""
+    fields = msgspec.structs.asdict(windows)
+    return {name.removeprefix("burn_"): value for name, value in fields.items()}
+
+
+def _stamp(ms: int) -> str:
+    return _iso(ms).isoformat().replace("+00:00", "Z")
+
+
+class SiteStage:
+    """The stage-2 processor. Outputs collect in `outputs`; `drain()` takes them."""
+
+    def __init__(
+        self, fleet: Fleet, lateness_s: float = 120.0, state: SiteStageState | None = None
+    ) -> None:
+        self.fleet = fleet
+        self.state = state or SiteStageState(
+            facility_clock=Clock(lateness_ms=round(lateness_s * 1000))
+        )
+        self.outputs: list[Output] = []
+        self._slo: dict[str, SloTracker] = {
+            k: SloTracker.from_bytes(v) for k, v in self.state.slo.items()
+        }
+        self._thermal = {k: ThermalTracker.from_bytes(v) for k, v in self.state.thermal.items()}
+        self._budgets = {
+            k: EnergyBudgetTracker.from_bytes(v) for k, v in self.state.budgets.items()
+        }
+
+    # -- persistence ---------------------------------------------------------------------------
+    def snapshot(self) -> bytes:
+        self.state.slo = {k: t.to_bytes() for k, t in self._slo.items()}
+        self.state.thermal = {k: t.to_bytes() for k, t in self._thermal.items()}
+        self.state.budgets = {k: t.to_bytes() for k, t in self._budgets.items()}
+        return _encoder.encode(self.state)
+
+    @classmethod
+    def restore(cls, fleet: Fleet, data: bytes, lateness_s: float = 120.0) -> SiteStage:
+        return cls(fleet, lateness_s, state=_decoder.decode(data))
+
+    def drain(self) -> list[Output]:
+        out, self.outputs = self.outputs, []
+        return out
+
+    def seen(self, source: str, offset: int) -> bool:
+        """True if this source offset was already applied (a replay after a restart)."""
+        last = self.state.offsets.get(source)
+        if last is not None and offset <= last:
+            return True
+        self.state.offsets[source] = offset
+        return False
+
+    # -- inputs --------------------------------------------------------------------------------
+    def on_stage_one(self, items: Iterable[NodeMinute | PartitionMark]) -> None:
+        for item in items:
+            if isinstance(item, PartitionMark):
+                before = int(item.closed_before.timestamp() * 1000)
+                self.state.partitions = item.partitions
+                if before > self.state.marks.get(item.partition, -1):
+                    self.state.marks[item.partition] = before
+            else:
+                minute = int(item.window_start.timestamp() * 1000)
+                if self.state.closed_before_ms is not None and minute < self.state.closed_before_ms:
+                    continue  # a re-emission after a stage-1 failover: already accounted for
+                self.state.rows.setdefault(minute, []).append(item)
+                if self.state.first_minute is None or minute < self.state.first_minute:
+                    self.state.first_minute = minute
+        self._close_ready()
+
+    def on_facility(self, sample: FacilitySample) -> None:
+        site = self.fleet.site_by_id.get(sample.site_id)
+        if site is None:
+            raise UnknownReferenceError(f"site {sample.site_id!r} is not in the fleet")
+        observed_ms = int(sample.observed_at.timestamp() * 1000)
+        clock = self.state.facility_clock
+        for minute, f_uwh, covered in split_sample(
+            observed_ms, sample.interval_s, sample.facility_power_w
+        ):
+            if clock.is_closed(minute):
+                continue  # late meter reading: its minute's PUE is already final
+            share = covered / (sample.interval_s * 1000)
+            acc = self.state.facility.setdefault(minute, {}).setdefault(site.site_id, SiteAcc())
+            acc.facility_uwh += f_uwh
+            acc.it_uwh += round(sample.it_power_w * covered / 3.6)
+            acc.renewable_uwh += round(sample.onsite_renewable_w * covered / 3.6)
+            if sample.water_l is not None:
+                acc.water_ml = (acc.water_ml or 0) + round(sample.water_l * share * 1000)
+            acc.covered_ms += covered
+            if sample.outdoor_temp_c is not None and (
+                acc.outdoor_temp_c is None or sample.outdoor_temp_c > acc.outdoor_temp_c
+            ):
+                acc.outdoor_temp_c = sample.outdoor_temp_c
+        clock.observe(observed_ms - round(sample.interval_s * 1000))
+        self._close_ready()
+
+    def on_grid(self, record: GridIntensity) -> None:
+        zone = record.zone
+        point = carbon.GridPoint(
+            valid_from_ms=int(record.valid_from.timestamp() * 1000),
+            valid_to_ms=int(record.valid_to.timestamp() * 1000),
+            gco2e_per_kwh=record.carbon_intensity_gco2e_per_kwh,
+            source=record.source,
+        )
+        self.state.grid.setdefault(zone, carbon.GridHistory(zone=zone)).add(point)
+        self.state.grid_last_from[zone] = max(
+            self.state.grid_last_from.get(zone, point.valid_from_ms), point.valid_from_ms
+        )
+        self.state.grid_last_to[zone] = max(
+            self.state.grid_last_to.get(zone, point.valid_to_ms), point.valid_to_ms
+        )
+        self._close_ready()
+
+    def flush(self) -> None:
+        """Close every pending minute (end of a bounded input, e.g. the embedded demo)."""
+        for minute in sorted(self.state.rows):
+            self._close(minute)
+
+    # -- closing -------------------------------------------------------------------------------
+    def _stage_one_closed_before(self) -> int | None:
+        parts = self.state.partitions
+        if parts is None:
+            return None
+        needed = {partition_for(n.node_id.encode(), parts) for n in self.fleet.nodes}
+        if not needed <= self.state.marks.keys():
+            return None
+        return min(self.state.marks[p] for p in needed)
+
+    def _ready(self, minute: int, upstream: int) -> bool:
+        if minute >= upstream:
+            return False
+        facility_before = self.state.facility_clock.closed_before_ms
+        if not (facility_before is not None and minute < facility_before) and (
+            upstream - (facility_before or self.state.first_minute or upstream) <= FACILITY_WAIT_MS
+        ):
+            return False
+        for zone in {s.grid_zone for s in self.fleet.sites}:
+            last_from = self.state.grid_last_from.get(zone)
+            if last_from is not None and last_from >= minute:
+                continue
+            last_to = self.state.grid_last_to.get(zone, self.state.first_minute or upstream)
+            if upstream - last_to <= GRID_WAIT_MS:
+                return False
+        return True
+
+    def _close_ready(self) -> None:
+        upstream = self._stage_one_closed_before()
+        if upstream is None:
+            return
+        for minute in sorted(self.state.rows):
+            if not self._ready(minute, upstream):
+                break
+            self._close(minute)
+
+    def _close(self, minute: int) -> None:
+        rows = sorted(self.state.rows.pop(minute), key=lambda r: r.key)
+        facility = self.state.facility.pop(minute, {})
+        for old in [m for m in self.state.facility if m < minute]:
+            del self.state.facility[old]
+        self.state.closed_before_ms = minute + MINUTE_MS
+        by_site: dict[str, list[NodeMinute]] = {}
+        for row in rows:
+            by_site.setdefault(row.site_id, []).append(row)
+        team_kwh: dict[str, float] = {}
+        for site in self.fleet.sites:
+            meters = facility.get(site.site_id)
+            self._close_site(site, minute, by_site.get(site.site_id, []), meters, team_kwh)
+        self._slo_minute(minute, rows)
+        self._thermal_minute(minute, rows)
+        self._budget_minute(minute, team_kwh)
+
+    def _close_site(
+        self,
+        site: Site,
+        minute: int,
+        rows: list[NodeMinute],
+        meters: SiteAcc | None,
+        team_kwh: dict[str, float],
+    ) -> None:
+        facility_wh = meters.facility_uwh / UWH_PER_WH if meters and meters.covered_ms else None
+        it_wh = meters.it_uwh / UWH_PER_WH if meters and meters.covered_ms else None
+        pue, pue_source = carbon.pue(facility_wh, it_wh, site.design_pue)
+        fallback = self.fleet.grid_fallback_gco2e_per_kwh[site.grid_zone]
+        history = self.state.grid.get(site.grid_zone)
+        if history is not None:
+            intensity, intensity_source = history.pick(minute, fallback)
+        else:
+            intensity, intensity_source = fallback, "fallback"
+        renewable_wh = meters.renewable_uwh / UWH_PER_WH if meters else 0.0
+        share = carbon.renewable_share(renewable_wh, facility_wh or 0.0)
+        mix = (1.0 - share) * intensity + share * self.fleet.onsite_renewable_gco2e_per_kwh
+        stamp = _stamp(minute)
+        node_it_wh = operational = embodied = 0.0
+        requests = 0
+        for row in rows:
+            f_wh = row.it_energy_wh * pue
+            op_g = f_wh / 1000.0 * mix
+            node_it_wh += row.it_energy_wh
+            operational += op_g
+            embodied += row.embodied_gco2e
+            requests += row.requests
+            sketch = (
+                LatencySketch.from_wire(msgspec.convert(row.latency, SketchWire))
+                if row.latency
+                else None
+            )
+            self.outputs.append(
+                EnergyMinute(
+                    key=row.key,
+                    window_start=row.window_start,
+                    site_id=row.site_id,
+                    node_id=row.node_id,
+                    service=row.service,
+                    team=row.team,
+                    requests=row.requests,
+                    errors_5xx=row.errors_5xx,
+                    slow=row.slow,
+                    busy_ms=row.busy_ms,
+                    bytes_in=row.bytes_in,
+                    bytes_out=row.bytes_out,
+                    it_energy_wh=row.it_energy_wh,
+                    facility_energy_wh=f_wh,
+                    pue=pue,
+                    pue_source=pue_source,
+                    coverage=row.coverage,
+                    grid_intensity_gco2e_per_kwh=intensity,
+                    intensity_source=intensity_source,
+                    renewable_share=share,
+                    operational_gco2e=op_g,
+                    embodied_gco2e=row.embodied_gco2e,
+                    it_wh_per_request=row.it_energy_wh / row.requests if row.requests else None,
+                    facility_wh_per_request=f_wh / row.requests if row.requests else None,
+                    sci_gco2e_per_request=carbon.sci_per_request(
+                        f_wh / 1000.0, mix, row.embodied_gco2e, row.requests
+                    ),
+                    latency_p50_ms=sketch.quantile(0.50) if sketch else None,
+                    latency_p95_ms=sketch.quantile(0.95) if sketch else None,
+                    latency_p99_ms=sketch.quantile(0.99) if sketch else None,
+                )
+            )
+            if row.service != IDLE_SERVICE:
+                team_kwh[row.team] = team_kwh.get(row.team, 0.0) + f_wh / 1000.0
+        nodes = {r.node_id: r for r in rows}
+        it_kwh = (it_wh if it_wh is not None else node_it_wh) / 1000.0
+        water_l = meters.water_ml / 1000.0 if meters and meters.water_ml is not None else None
+        self.outputs.append(
+            SiteMinute(
+                key=f"{stamp}|{site.site_id}",
+                window_start=_iso(minute),
+                site_id=site.site_id,
+                facility_energy_wh=facility_wh,
+                it_energy_wh=it_wh,
+                node_it_energy_wh=node_it_wh,
+                pue=pue,
+                pue_source=pue_source,
+                renewable_energy_wh=renewable_wh,
+                renewable_share=share,
+                water_l=water_l,
+                wue_l_per_kwh=carbon.wue(water_l, it_kwh),
+                cue_kg_per_kwh=carbon.cue(operational / 1000.0, node_it_wh / 1000.0),
+                grid_intensity_gco2e_per_kwh=intensity,
+                intensity_source=intensity_source,
+                operational_gco2e=operational,
+                embodied_gco2e=embodied,
+                requests=requests,
+                nodes_reporting=sum(1 for r in nodes.values() if r.coverage > 0),
+                coverage=sum(r.coverage for r in nodes.values()) / len(nodes) if nodes else 0.0,
+                outdoor_temp_c=meters.outdoor_temp_c if meters else None,
+            )
+        )
+
+    def _budget_minute(self, minute: int, team_kwh: dict[str, float]) -> None:
+        """Team energy budgets: facility kWh of attributed (non-idle) rows; months in UTC."""
+        for team in self.fleet.teams:
+            tracker = self._budgets.get(team.team)
+            if tracker is None:
+                budget = team.energy_budget_kwh_per_month
+                tracker = self._budgets[team.team] = EnergyBudgetTracker(team.team, budget)
+            update = tracker.add_minute(minute, team_kwh.get(team.team, 0.0))
+            self.outputs.extend(update.alerts)
+
+    def _slo_minute(self, minute: int, rows: list[NodeMinute]) -> None:
+        counts: dict[tuple[str, str], list[int]] = {}
+        for row in rows:
+            if row.service == IDLE_SERVICE:
+                continue
+            for site in (row.site_id, ALL_SITES):
+                c = counts.setdefault((row.service, site), [0, 0, 0])
+                c[0] += row.requests
+                c[1] += row.errors_5xx
+                c[2] += row.slow
+        stamp = _stamp(minute)
+        for service in self.fleet.services:
+            for site in (*service.sites, ALL_SITES):
+                key = f"{service.service}|{site}"
+                tracker = self._slo.get(key)
+                if tracker is None:
+                    tracker = self._slo[key] = SloTracker(service.service, site, service.slo)
+                total, bad_a, bad_l = counts.get((service.service, site), [0, 0, 0])
+                update = tracker.add_minute(
+                    MinuteCounts(
+                        minute_ms=minute, total=total, bad_availability=bad_a, bad_latency=bad_l
+                    )
+                )
+                self.outputs.append(
+                    SloBurn(
+                        key=f"{stamp}|{service.service}|{site}",
+                        window_start=_iso(minute),
+                        service=service.service,
+                        site_id=site,
+                        requests=total,
+                        bad_availability=bad_a,
+                        bad_latency=bad_l,
+                        availability_burn=_burns(update.availability.burn),
+                        latency_burn=_burns(update.latency.burn),
+                        availability_budget_remaining=update.availability.budget_remaining,
+                        latency_budget_remaining=update.latency.budget_remaining,
+                    )
+                )
+                self.outputs.extend(update.alerts)
+
+    def _thermal_minute(self, minute: int, rows: list[NodeMinute]) -> None:
+        inlet: dict[str, float] = {}
+        for row in rows:
+            if row.max_inlet_c is not None:
+                inlet[row.node_id] = row.max_inlet_c
+        for node_id in sorted(inlet):
+            tracker = self._thermal.get(node_id)
+            if tracker is None:
+                node = self.fleet.node_by_id[node_id]
+                tracker = self._thermal[node_id] = ThermalTracker(node_id, node.site_id)
+            self.outputs.extend(tracker.add_minute(minute, inlet[node_id]))
