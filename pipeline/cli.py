@@ -6,7 +6,7 @@ import re
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -148,6 +148,33 @@ def simulate(
 
 
 @app.command()
+def process(
+    in_dir: Annotated[
+        Path, typer.Option("--in", help="Folder of simulator JSON-lines files.")
+    ] = Path("out/sim"),
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="Folder for one file per output topic.")
+    ] = Path("out/stream"),
+    lateness_s: Annotated[float, typer.Option(help="Allowed lateness, seconds.")] = 120.0,
+    fleet: FleetOpt = None,
+) -> None:
+    """Run the stream core in-process (no Kafka) over JSON-lines input files.
+
+    Example: microdc simulate --out out/sim && microdc process --in out/sim --out out/stream
+    """
+    from pipeline.embedded import read_jsonl_dir, summarize, write_outputs
+    from pipeline.fleet import load_fleet
+    from pipeline.runner import run_embedded
+
+    fleet_data = load_fleet(fleet or Settings().fleet)
+    result = run_embedded(fleet_data, read_jsonl_dir(in_dir), lateness_s=lateness_s)
+    paths = write_outputs(result, out_dir)
+    _print_summary(summarize(result))
+    for topic, path in paths.items():
+        out.print(f"  {topic}: {len(result.outputs[topic]):,} records → {path}")
+
+
+@app.command()
 def demo(
     out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("out/demo"),
     duration: Annotated[str, typer.Option(help="Simulated time span: 90m, 6h, 14d.")] = "1d",
@@ -155,12 +182,15 @@ def demo(
     rps_scale: Annotated[float, typer.Option(help="Multiplies request rates.")] = 0.02,
     fleet: FleetOpt = None,
 ) -> None:
-    """Run the pipeline on the embedded default (no Kafka) and say where everything went.
+    """Simulate the demo fleet and run the stream core on it in-process (no Kafka).
 
     Example: microdc demo --duration 2d --out out/demo
     """
+    from pipeline.embedded import summarize, write_outputs
     from pipeline.fleet import load_fleet
-    from pipeline.simulate import SimConfig, simulate_to_files
+    from pipeline.runner import EmbeddedPipeline
+    from pipeline.simulate import SimConfig, Simulator
+    from pipeline.simulate.sinks import JsonlSink
 
     settings = Settings()
     fleet_data = load_fleet(fleet or settings.fleet)
@@ -170,14 +200,56 @@ def demo(
         seed=seed,
         rps_scale=rps_scale,
     )
-    with _progress(config.minutes, "simulating") as advance:
-        result = simulate_to_files(fleet_data, config, out_dir / "sim", progress=advance)
-    _print_sim_result(result)
-    out.print(
-        f"[bold]demo output:[/] {out_dir.resolve()}\n"
-        "Stream processing, the Parquet lake, models and the report join the demo as their "
-        "issues land; see README."
+    sim = Simulator(fleet_data, config)
+    pipeline = EmbeddedPipeline(fleet_data)
+    with (
+        _progress(config.minutes, "simulate → stream core") as advance,
+        JsonlSink(out_dir / "sim") as sink,
+    ):
+        for batch in sim.minutes():
+            sink.write(batch)
+            pipeline.feed((e.topic, e.key, e.value) for e in batch)
+            advance(len(batch))
+    result = pipeline.close()
+    paths = write_outputs(result, out_dir / "stream")
+    _print_summary(summarize(result))
+    out.print(f"[bold]inputs[/] ({sim.stats.emitted:,} records): {(out_dir / 'sim').resolve()}")
+    out.print(f"[bold]stream outputs[/]: {(out_dir / 'stream').resolve()}")
+    for topic, path in paths.items():
+        out.print(f"  {topic}: {len(result.outputs[topic]):,} records → {path.name}")
+    out.print("The Parquet lake, models and report join the demo as their issues land (README).")
+
+
+def _print_summary(summaries: list[Any]) -> None:
+    table = Table(
+        "site",
+        "requests",
+        "IT kWh",
+        "fac. kWh",
+        "PUE",
+        "Wh/req",
+        "gCO2e/req",
+        "p95 ms",
+        "alerts",
+        title="per site (facility Wh and SCI gCO2e per request)",
     )
+    for s in summaries:
+        table.add_row(
+            s.site_id,
+            f"{s.requests:,}",
+            f"{s.it_kwh:,.2f}",
+            f"{s.facility_kwh:,.2f}",
+            f"{s.pue:.3f}",
+            _fmt(s.wh_per_request, ".3f"),
+            _fmt(s.gco2e_per_request, ".3f"),
+            _fmt(s.p95_latency_ms, ".0f"),
+            str(s.alerts),
+        )
+    out.print(table)
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
 
 
 @topics_app.command("create")

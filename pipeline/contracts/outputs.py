@@ -39,7 +39,7 @@ class NodeMinute(msgspec.Struct, frozen=True, kw_only=True, tag="row"):
 
 
 class PartitionMark(msgspec.Struct, frozen=True, kw_only=True, tag="mark"):
-    """Stage 1 → `mdc.node-minutes`: all minutes before `closed_before` are closed on `partition`."""
+    """Stage 1 → `mdc.node-minutes`: minutes before `closed_before` are closed on `partition`."""
 
     partition: int
     partitions: int

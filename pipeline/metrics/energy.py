@@ -76,7 +76,7 @@ def attribute(
     last; attributed + idle equals the metered energy to floating-point tolerance.
     """
     energy_wh = energy_uwh / UWH_PER_WH
-    idle_wh, dynamic_wh = split_idle(energy_uwh, covered_ms, idle_power_w)
+    _, dynamic_wh = split_idle(energy_uwh, covered_ms, idle_power_w)
     total_busy = sum(b.busy_us for b in busy.values())
     rows: list[Attribution] = []
     attributed = 0.0

@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline.contracts.partitioning import partition_for
 from pipeline.fleet.model import Fleet
 from pipeline.simulate.faults import FaultConfig
 from pipeline.simulate.generator import Envelope, SimConfig, SimStats, Simulator
-from pipeline.simulate.sinks import JsonlSink, KafkaSink, partition_for
+from pipeline.simulate.sinks import JsonlSink, KafkaSink
 
 __all__ = [
     "Envelope",

@@ -94,3 +94,41 @@ def test_simulate_to_files_writes_each_topic(tmp_path: Path) -> None:
     ):
         assert (tmp_path / f"{topic}.jsonl").stat().st_size > 0
     assert "events/s" in proc.stdout
+
+
+def test_process_runs_the_stream_core_over_simulated_files(tmp_path: Path) -> None:
+    sim, stream = tmp_path / "sim", tmp_path / "stream"
+    for args in (
+        [
+            "simulate",
+            "--duration",
+            "15m",
+            "--rps-scale",
+            "0.02",
+            "--out",
+            str(sim),
+            "--malformed-rate",
+            "0.01",
+        ],
+        ["process", "--in", str(sim), "--out", str(stream)],
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-m", "pipeline", *args], capture_output=True, text=True, check=False
+        )
+        assert proc.returncode == 0, proc.stderr
+    assert "bog1" in proc.stdout and "PUE" in proc.stdout
+    lines = (stream / "mdc.energy-minutes.jsonl").read_text().splitlines()
+    assert len(lines) > 72 * 10  # every node, every closed minute
+    assert (stream / "mdc.dead-letters.jsonl").stat().st_size > 0
+
+
+def test_process_names_a_missing_input_file(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline", "process", "--in", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert "mdc.node-telemetry.jsonl is missing" in proc.stderr
+    assert "Traceback" not in proc.stderr

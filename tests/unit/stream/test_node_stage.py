@@ -160,7 +160,7 @@ def test_records_for_a_closed_minute_are_late_events_and_not_counted() -> None:
         [
             sample(node_id, T12 + timedelta(seconds=30), 100.0),
             # event time = interval start 12:04:30; watermark 12:02:30 closes 12:00 and 12:01
-        sample(node_id, T12 + timedelta(minutes=5), 100.0),
+            sample(node_id, T12 + timedelta(minutes=5), 100.0),
             request(node_id, T12 + timedelta(seconds=45), "checkout-api", 50.0),
             sample(node_id, T12 + timedelta(minutes=1, seconds=10), 100.0),  # (12:00:40, 12:01:10]
         ],

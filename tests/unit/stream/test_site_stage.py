@@ -1,0 +1,141 @@
+"""Stage 2: hand-computed PUE, carbon and SCI; a minute closes only when every source passed it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from pipeline.contracts import FacilitySample, GridIntensity
+from pipeline.contracts.outputs import EnergyMinute, NodeMinute, PartitionMark, SiteMinute, SloBurn
+from pipeline.fleet import load_fleet
+from pipeline.stream.site_stage import SiteStage
+
+T12 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+FLEET = load_fleet()
+
+
+def facility(at: datetime, facility_w: float, it_w: float, renewable_w: float) -> FacilitySample:
+    return FacilitySample(
+        observed_at=at,
+        site_id="bog1",
+        interval_s=60.0,
+        facility_power_w=facility_w,
+        it_power_w=it_w,
+        onsite_renewable_w=renewable_w,
+        water_l=None,
+        outdoor_temp_c=15.0,
+    )
+
+
+def grid(zone: str, value: float) -> GridIntensity:
+    return GridIntensity(
+        valid_from=T12,
+        valid_to=T12 + timedelta(hours=1),
+        zone=zone,
+        carbon_intensity_gco2e_per_kwh=value,
+        emission_factor_type="lifecycle",
+        signal="average",
+        source="test",
+        is_estimated=False,
+    )
+
+
+def row(it_wh: float, requests: int, embodied_g: float) -> NodeMinute:
+    return NodeMinute(
+        key="2026-03-02T12:00:00Z|bog1-r1-n01|checkout-api",
+        window_start=T12,
+        site_id="bog1",
+        rack_id="bog1-r1",
+        node_id="bog1-r1-n01",
+        service="checkout-api",
+        team="payments",
+        requests=requests,
+        errors_5xx=1,
+        slow=0,
+        busy_ms=100.0,
+        bytes_in=0,
+        bytes_out=0,
+        it_energy_wh=it_wh,
+        node_energy_wh=it_wh,
+        coverage=1.0,
+        embodied_gco2e=embodied_g,
+        max_inlet_c=28.5,
+        latency=None,
+        partition=0,
+    )
+
+
+def marks(before: datetime) -> list[PartitionMark]:
+    return [PartitionMark(partition=p, partitions=4, closed_before=before) for p in range(4)]
+
+
+def test_hand_computed_minute_and_close_conditions() -> None:
+    stage = SiteStage(FLEET)
+    stage.on_stage_one([row(10.0, 4, 0.5)])
+    # facility (12:00, 12:01]: 6000 W, IT 4000 W, solar 1500 W -> 100 Wh, 66.67 Wh, 25 Wh
+    stage.on_facility(facility(T12 + timedelta(minutes=1), 6000.0, 4000.0, 1500.0))
+    stage.on_grid(grid("CO", 200.0))
+    stage.on_grid(grid("MX", 500.0))
+    stage.on_grid(grid("BR", 100.0))
+    stage.on_stage_one(marks(T12 + timedelta(minutes=1)))
+    assert stage.drain() == []  # the facility watermark has not passed 12:01 yet
+    # a later meter reading (interval start 12:03) moves the facility watermark to 12:01
+    stage.on_facility(facility(T12 + timedelta(minutes=4), 6000.0, 4000.0, 1500.0))
+    out = stage.drain()
+    site = next(o for o in out if isinstance(o, SiteMinute) and o.site_id == "bog1")
+    assert site.pue == pytest.approx(1.5) and site.pue_source == "metered"
+    assert site.facility_energy_wh == pytest.approx(100.0)
+    assert site.renewable_share == pytest.approx(0.25)
+    assert (site.grid_intensity_gco2e_per_kwh, site.intensity_source) == (200.0, "grid")
+    energy = next(o for o in out if isinstance(o, EnergyMinute))
+    # facility Wh = 10 * 1.5; mix = 0.75 * 200 + 0.25 * 41 (solar) = 160.25 g/kWh
+    assert energy.facility_energy_wh == pytest.approx(15.0)
+    assert energy.operational_gco2e == pytest.approx(0.015 * 160.25)
+    assert energy.sci_gco2e_per_request == pytest.approx((0.015 * 160.25 + 0.5) / 4)
+    assert energy.facility_wh_per_request == pytest.approx(3.75)
+    assert energy.it_wh_per_request == pytest.approx(2.5)
+    burn = next(
+        o
+        for o in out
+        if isinstance(o, SloBurn) and o.service == "checkout-api" and o.site_id == "bog1"
+    )
+    # 1 of 4 failed against a 99.9 % target: burn = 0.25 / 0.001 = 250 in every window
+    assert burn.availability_burn["5m"] == pytest.approx(250.0)
+    assert burn.availability_burn["3d"] == pytest.approx(250.0)
+    thermal = [o for o in out if getattr(o, "kind", None) == "thermal"]
+    assert [(a.severity, a.state, a.node_id) for a in thermal] == [
+        ("ticket", "firing", "bog1-r1-n01")
+    ]  # 28.5 °C inlet is above ASHRAE's 27 °C
+
+
+def test_without_meters_design_pue_and_without_grid_the_static_fallback() -> None:
+    stage = SiteStage(FLEET)
+    stage.on_stage_one([row(10.0, 2, 0.0)])
+    stage.on_stage_one(marks(T12 + timedelta(minutes=1)))
+    assert stage.drain() == []  # waits for meters and grid ...
+    stage.on_stage_one(marks(T12 + timedelta(hours=2, minutes=2)))  # ... for 30 min and 2 h
+    site = next(o for o in stage.drain() if isinstance(o, SiteMinute) and o.site_id == "bog1")
+    assert (site.pue, site.pue_source) == (1.42, "design")
+    assert (site.grid_intensity_gco2e_per_kwh, site.intensity_source) == (260.0, "fallback")
+
+
+def test_stage_one_re_emissions_after_close_are_ignored() -> None:
+    stage = SiteStage(FLEET)
+    for zone in ("CO", "MX", "BR"):
+        stage.on_grid(grid(zone, 100.0))
+    stage.on_stage_one([row(10.0, 2, 0.0)])
+    stage.on_facility(facility(T12 + timedelta(minutes=1), 600.0, 400.0, 0.0))
+    stage.on_facility(facility(T12 + timedelta(minutes=4), 600.0, 400.0, 0.0))
+    stage.on_stage_one(marks(T12 + timedelta(minutes=1)))
+    first = [o for o in stage.drain() if isinstance(o, EnergyMinute)]
+    stage.on_stage_one([row(10.0, 2, 0.0)])  # a failover re-emits the closed minute
+    assert len(first) == 1
+    assert [o for o in stage.drain() if isinstance(o, EnergyMinute)] == []
+
+
+def test_snapshot_round_trip_keeps_trackers() -> None:
+    stage = SiteStage(FLEET)
+    stage.on_stage_one([row(10.0, 4, 0.5)])
+    restored = SiteStage.restore(FLEET, stage.snapshot())
+    assert restored.snapshot() == stage.snapshot()
