@@ -109,7 +109,7 @@ class SiteMinute(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class SloBurn(msgspec.Struct, frozen=True, kw_only=True):
-    """`mdc.slo-burn`: burn rates of a service (at one site, or `*` for all) after a minute."""
+    """`mdc.slo-burn`: burn rates of a service (at one site, or `__all__`) after a minute."""
 
     key: str
     window_start: datetime

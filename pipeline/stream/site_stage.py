@@ -23,6 +23,7 @@ from pipeline.metrics import carbon
 from pipeline.metrics.energy import IDLE_SERVICE, MINUTE_MS, UWH_PER_WH, split_sample
 from pipeline.metrics.sketch import LatencySketch, SketchWire
 from pipeline.metrics.slo import (
+    ALL_SITES,
     AlertEvent,
     BurnWindows,
     EnergyBudgetTracker,
@@ -37,7 +38,6 @@ Output = EnergyMinute | SiteMinute | SloBurn | AlertEvent
 
 FACILITY_WAIT_MS = 30 * MINUTE_MS  # a silent facility feed stops holding minutes back after this
 GRID_WAIT_MS = 2 * 3600 * 1000  # DESIGN §5: grid values older than 2 h fall back to the static one
-ALL_SITES = "*"
 
 
 class SiteAcc(msgspec.Struct, kw_only=True):
