@@ -8,7 +8,7 @@ partition and to stage 2 — the same core, in the same order rules, as the Faus
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,6 +107,12 @@ class EmbeddedPipeline:
         self._request = decoder(RequestLog).decode
         self._facility = decoder(FacilitySample).decode
         self._grid = decoder(GridIntensity).decode
+        self._handlers: dict[str, Callable[[int, int, bytes], None]] = {
+            NODE_TELEMETRY.name: self._on_node,
+            REQUEST_LOG.name: self._on_request,
+            FACILITY_TELEMETRY.name: self._on_facility,
+            GRID_INTENSITY.name: self._on_grid,
+        }
 
     def feed(self, messages: Iterable[Message]) -> None:
         for spec, key, value in messages:
@@ -114,26 +120,38 @@ class EmbeddedPipeline:
 
     def feed_one(self, spec: TopicSpec, key: bytes | None, value: bytes) -> None:
         partition = partition_for(key, spec.partitions) if key is not None else 0
-        offset = self._offsets[(spec.name, partition)]
-        self._offsets[(spec.name, partition)] = offset + 1
+        slot = (spec.name, partition)
+        offset = self._offsets[slot]
+        self._offsets[slot] = offset + 1
         self.result.consumed += 1
+        handler = self._handlers.get(spec.name)
+        if handler is None:
+            raise ValueError(f"{spec.name} is not an input topic")
         try:
-            if spec.name == NODE_TELEMETRY.name:
-                self.stage_one[partition].on_sample(self._node(value), offset=offset, raw=value)
-                self._stage_one_outputs(partition)
-            elif spec.name == REQUEST_LOG.name:
-                self.stage_one[partition].on_request(self._request(value), offset=offset, raw=value)
-                self._stage_one_outputs(partition)
-            elif spec.name == FACILITY_TELEMETRY.name:
-                self.stage_two.on_facility(self._facility(value))
-            elif spec.name == GRID_INTENSITY.name:
-                self.stage_two.on_grid(self._grid(value))
-            else:
-                raise ValueError(f"{spec.name} is not an input topic")
+            handler(partition, offset, value)
         except (msgspec.ValidationError, msgspec.DecodeError, UnknownReferenceError) as exc:
             kind, detail = classify(exc)
             self._emit(dead_letter(spec.name, partition, offset, key, value, kind, detail))
-        self._stage_two_outputs()
+        if self.stage_two.outputs:
+            self._stage_two_outputs()
+
+    def _on_node(self, partition: int, offset: int, value: bytes) -> None:
+        stage = self.stage_one[partition]
+        stage.on_sample(self._node(value), offset=offset, raw=value)
+        if stage.outputs:
+            self._stage_one_outputs(partition)
+
+    def _on_request(self, partition: int, offset: int, value: bytes) -> None:
+        stage = self.stage_one[partition]
+        stage.on_request(self._request(value), offset=offset, raw=value)
+        if stage.outputs:
+            self._stage_one_outputs(partition)
+
+    def _on_facility(self, partition: int, offset: int, value: bytes) -> None:
+        self.stage_two.on_facility(self._facility(value))
+
+    def _on_grid(self, partition: int, offset: int, value: bytes) -> None:
+        self.stage_two.on_grid(self._grid(value))
 
     def close(self) -> RunResult:
         """End of input: close every open minute in both stages."""

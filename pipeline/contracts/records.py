@@ -34,7 +34,17 @@ _ID_CHARS = string.ascii_letters + string.digits + "._-"
 _ID_FIRST = frozenset(string.ascii_letters + string.digits)
 
 
+def _ids_ok(*values: str) -> bool:
+    """Fast path: every id uses allowed characters and starts with a letter or digit.
+
+    One strip over the concatenation: strip() stops at the first disallowed character from each
+    end, so any disallowed character anywhere is left over.
+    """
+    return not "".join(values).strip(_ID_CHARS) and all(v[0] in _ID_FIRST for v in values)
+
+
 def _require_ids(record: msgspec.Struct, names: tuple[str, ...]) -> None:
+    """Slow path: raise naming the first bad id field."""
     for name in names:
         value: str = getattr(record, name)
         # strip() removes allowed characters from both ends: anything left is a bad character.
@@ -69,7 +79,8 @@ class NodeSample(msgspec.Struct, frozen=True, kw_only=True):
 
     def __post_init__(self) -> None:
         _require_utc("observed_at", self.observed_at)
-        _require_ids(self, ("site_id", "rack_id", "node_id"))
+        if not _ids_ok(self.site_id, self.rack_id, self.node_id):
+            _require_ids(self, ("site_id", "rack_id", "node_id"))
 
 
 class RequestLog(msgspec.Struct, frozen=True, kw_only=True):
@@ -91,7 +102,8 @@ class RequestLog(msgspec.Struct, frozen=True, kw_only=True):
 
     def __post_init__(self) -> None:
         _require_utc("finished_at", self.finished_at)
-        _require_ids(self, ("site_id", "node_id", "service", "team"))
+        if not _ids_ok(self.site_id, self.node_id, self.service, self.team):
+            _require_ids(self, ("site_id", "node_id", "service", "team"))
 
 
 class FacilitySample(msgspec.Struct, frozen=True, kw_only=True):
@@ -108,7 +120,8 @@ class FacilitySample(msgspec.Struct, frozen=True, kw_only=True):
 
     def __post_init__(self) -> None:
         _require_utc("observed_at", self.observed_at)
-        _require_ids(self, ("site_id",))
+        if not _ids_ok(self.site_id):
+            _require_ids(self, ("site_id",))
 
 
 class GridIntensity(msgspec.Struct, frozen=True, kw_only=True):
@@ -126,7 +139,8 @@ class GridIntensity(msgspec.Struct, frozen=True, kw_only=True):
     def __post_init__(self) -> None:
         _require_utc("valid_from", self.valid_from)
         _require_utc("valid_to", self.valid_to)
-        _require_ids(self, ("zone",))
+        if not _ids_ok(self.zone):
+            _require_ids(self, ("zone",))
 
 
 InputRecord = NodeSample | RequestLog | FacilitySample | GridIntensity
