@@ -1,4 +1,5 @@
-"""Event-time clock of one partition: watermark = max event time seen - allowed lateness."""
+"""Event-time clock of one partition (watermark = max event time seen - allowed lateness), and
+the applied-offset log that makes replays after a restart idempotent."""
 
 from __future__ import annotations
 
@@ -36,3 +37,16 @@ class Clock(msgspec.Struct, kw_only=True):
             self.closed_before_ms = closed
             return True
         return False
+
+
+def already_applied(offsets: dict[str, int], source: str, offset: int) -> bool:
+    """True if `offset` of `source` was applied before (a replay after a restart); else record it.
+
+    A stage's snapshot carries `offsets`, so a worker restored from an older snapshot than the
+    committed consumer position, or replaying from an older one, applies each record once.
+    """
+    last = offsets.get(source)
+    if last is not None and offset <= last:
+        return True
+    offsets[source] = offset
+    return False

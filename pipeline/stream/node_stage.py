@@ -29,7 +29,7 @@ from pipeline.metrics.energy import (
     split_sample,
 )
 from pipeline.metrics.sketch import LatencySketch
-from pipeline.stream.clock import Clock
+from pipeline.stream.clock import Clock, already_applied
 from pipeline.stream.errors import UnknownReferenceError
 
 Output = NodeMinute | PartitionMark | LateEvent
@@ -123,11 +123,7 @@ class NodeStage:
 
     def seen(self, source: str, offset: int) -> bool:
         """True if this source offset was already applied (a replay after a restart)."""
-        last = self.state.offsets.get(source)
-        if last is not None and offset <= last:
-            return True
-        self.state.offsets[source] = offset
-        return False
+        return already_applied(self.state.offsets, source, offset)
 
     # -- inputs --------------------------------------------------------------------------------
     def on_sample(

@@ -31,7 +31,7 @@ from pipeline.metrics.slo import (
     SloTracker,
     ThermalTracker,
 )
-from pipeline.stream.clock import Clock
+from pipeline.stream.clock import Clock, already_applied
 from pipeline.stream.errors import UnknownReferenceError
 
 Output = EnergyMinute | SiteMinute | SloBurn | AlertEvent
@@ -124,11 +124,7 @@ class SiteStage:
 
     def seen(self, source: str, offset: int) -> bool:
         """True if this source offset was already applied (a replay after a restart)."""
-        last = self.state.offsets.get(source)
-        if last is not None and offset <= last:
-            return True
-        self.state.offsets[source] = offset
-        return False
+        return already_applied(self.state.offsets, source, offset)
 
     # -- inputs --------------------------------------------------------------------------------
     def on_stage_one(self, items: Iterable[NodeMinute | PartitionMark]) -> None:
