@@ -33,6 +33,7 @@ from pipeline.stream.clock import Clock, already_applied
 from pipeline.stream.errors import UnknownReferenceError
 
 Output = NodeMinute | PartitionMark | LateEvent
+_NO_THRESHOLD = float("inf")  # services without a latency SLO are never slow
 
 
 class NodeAcc(msgspec.Struct, kw_only=True):
@@ -103,6 +104,7 @@ class NodeStage:
             key=lambda n: n.node_id,
         )
         self._node_ids = {n.node_id for n in self._nodes}
+        self._known_nodes = frozenset(fleet.node_by_id)
         self._embodied = {
             n.node_id: embodied_g_per_minute(n.embodied_kgco2e, n.lifetime_years)
             for n in fleet.nodes
@@ -162,39 +164,35 @@ class NodeStage:
     def on_request(
         self, req: RequestLog, *, source: str = "request", offset: int = -1, raw: bytes = b""
     ) -> None:
-        if req.node_id not in self.fleet.node_by_id:
+        if req.node_id not in self._known_nodes:
             raise UnknownReferenceError(f"node {req.node_id!r} is not in the fleet")
         finished_ms = int(req.finished_at.timestamp() * 1000)
-        minute = minute_of(finished_ms)
-        if self.state.clock.is_closed(minute):
-            self._late(
-                source,
-                offset,
-                req.node_id,
-                finished_ms,
-                raw or encode(req),
-                "request finished in a closed minute",
-                None,
-            )
+        minute = finished_ms - finished_ms % MINUTE_MS
+        clock = self.state.clock
+        if clock.closed_before_ms is not None and minute < clock.closed_before_ms:
+            reason = "request finished in a closed minute"
+            self._late(source, offset, req.node_id, finished_ms, raw or encode(req), reason, None)
             self._advance(finished_ms)
             return
-        per_node = self._minute(minute).services.get(req.node_id)
+        minute_acc = self.state.minutes.get(minute) or self._minute(minute)
+        per_node = minute_acc.services.get(req.node_id)
         if per_node is None:
-            per_node = self.state.minutes[minute].services[req.node_id] = {}
+            per_node = minute_acc.services[req.node_id] = {}
         acc = per_node.get(req.service)
         if acc is None:
             acc = per_node[req.service] = ServiceAcc(team=req.team)
+        latency = req.latency_ms
         acc.requests += 1
         if req.status >= 500:
             acc.errors_5xx += 1
-        threshold = self._latency_threshold.get(req.service)
-        if threshold is not None and req.latency_ms > threshold:
+        if latency > self._latency_threshold.get(req.service, _NO_THRESHOLD):
             acc.slow += 1
-        acc.busy_us += round(req.latency_ms * 1000)
+        acc.busy_us += round(latency * 1000)
         acc.bytes_in += req.bytes_in
         acc.bytes_out += req.bytes_out
-        acc.latency.add(req.latency_ms)
-        self._advance(finished_ms)
+        acc.latency.add(latency)
+        if clock.max_event_ms is None or finished_ms > clock.max_event_ms:
+            self._advance(finished_ms)
 
     def flush(self) -> None:
         """Close every open minute (end of a bounded input, e.g. the embedded demo)."""
