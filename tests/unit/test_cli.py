@@ -132,3 +132,18 @@ def test_process_names_a_missing_input_file(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert "mdc.node-telemetry.jsonl is missing" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_demo_runs_end_to_end_and_says_where_output_went(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline", "demo", "--duration", "20m", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    for site in ("bog1", "mex1", "sao1"):
+        assert site in proc.stdout
+    assert str(tmp_path / "stream") in proc.stdout.replace("\n", "")
+    assert (tmp_path / "stream" / "mdc.site-minutes.jsonl").stat().st_size > 0
+    assert (tmp_path / "sim" / "mdc.request-log.jsonl").stat().st_size > 0
