@@ -252,6 +252,40 @@ def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+@app.command()
+def worker(
+    bootstrap: BootstrapOpt = None,
+    topic_prefix: PrefixOpt = None,
+    fleet: FleetOpt = None,
+    web_port: Annotated[int, typer.Option(help="Port of /health, /metrics.")] = 6066,
+    web_bind: Annotated[str, typer.Option(help="Address the web server binds.")] = "127.0.0.1",
+    data_dir: Annotated[Path | None, typer.Option(help="Folder for table state (RocksDB).")] = None,
+    store: Annotated[
+        str, typer.Option(help="Table store: rocksdb:// or memory://.")
+    ] = "rocksdb://",
+    lateness_s: Annotated[float, typer.Option(help="Allowed lateness, seconds.")] = 120.0,
+    loglevel: Annotated[str, typer.Option(help="Log level.")] = "warning",
+) -> None:
+    """Run a stream worker (Faust) on Kafka; start more to share the partitions.
+
+    Example: microdc worker --bootstrap 127.0.0.1:9092 --web-port 6066
+    """
+    from pipeline.processors import run_worker
+
+    settings = Settings()
+    run_worker(
+        bootstrap or settings.kafka_bootstrap,
+        topic_prefix=settings.topic_prefix if topic_prefix is None else topic_prefix,
+        fleet_path=fleet or settings.fleet,
+        web_port=web_port,
+        web_bind=web_bind,
+        data_dir=data_dir,
+        store=store,
+        lateness_s=lateness_s,
+        loglevel=loglevel,
+    )
+
+
 @topics_app.command("create")
 def topics_create(bootstrap: BootstrapOpt = None, topic_prefix: PrefixOpt = None) -> None:
     """Create every pipeline topic with its declared partition count (idempotent).

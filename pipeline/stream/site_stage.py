@@ -138,6 +138,8 @@ class SiteStage:
                 minute = int(item.window_start.timestamp() * 1000)
                 if self.state.closed_before_ms is not None and minute < self.state.closed_before_ms:
                     continue  # a re-emission after a stage-1 failover: already accounted for
+                # A stage-1 failover may re-emit a row before this minute closes: identical
+                # values, same key; `_close` keeps one per key.
                 self.state.rows.setdefault(minute, []).append(item)
                 if self.state.first_minute is None or minute < self.state.first_minute:
                     self.state.first_minute = minute
@@ -228,7 +230,8 @@ class SiteStage:
             self._close(minute)
 
     def _close(self, minute: int) -> None:
-        rows = sorted(self.state.rows.pop(minute), key=lambda r: r.key)
+        unique = {row.key: row for row in self.state.rows.pop(minute)}
+        rows = [unique[key] for key in sorted(unique)]
         facility = self.state.facility.pop(minute, {})
         for old in [m for m in self.state.facility if m < minute]:
             del self.state.facility[old]

@@ -139,3 +139,18 @@ def test_snapshot_round_trip_keeps_trackers() -> None:
     stage.on_stage_one([row(10.0, 4, 0.5)])
     restored = SiteStage.restore(FLEET, stage.snapshot())
     assert restored.snapshot() == stage.snapshot()
+
+
+def test_a_row_re_emitted_before_the_minute_closes_counts_once() -> None:
+    stage = SiteStage(FLEET)
+    for zone in ("CO", "MX", "BR"):
+        stage.on_grid(grid(zone, 100.0))
+    stage.on_stage_one([row(10.0, 2, 0.0)])
+    stage.on_stage_one([row(10.0, 2, 0.0)])  # stage-1 failover before the close
+    stage.on_facility(facility(T12 + timedelta(minutes=1), 600.0, 400.0, 0.0))
+    stage.on_facility(facility(T12 + timedelta(minutes=4), 600.0, 400.0, 0.0))
+    stage.on_stage_one(marks(T12 + timedelta(minutes=1)))
+    out = stage.drain()
+    assert len([o for o in out if isinstance(o, EnergyMinute)]) == 1
+    site = next(o for o in out if isinstance(o, SiteMinute) and o.site_id == "bog1")
+    assert site.requests == 2 and site.node_it_energy_wh == pytest.approx(10.0)

@@ -1,0 +1,42 @@
+"""`python -m pipeline.processors --bootstrap HOST:PORT ...` runs one worker (tests, containers)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from pipeline.processors import run_worker
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.processors", description=__doc__)
+    parser.add_argument("--bootstrap", default=os.environ.get("MICRODC_KAFKA_BOOTSTRAP"))
+    parser.add_argument("--topic-prefix", default=os.environ.get("MICRODC_TOPIC_PREFIX", ""))
+    parser.add_argument("--fleet", type=Path, default=os.environ.get("MICRODC_FLEET") or None)
+    parser.add_argument("--web-port", type=int, default=6066)
+    parser.add_argument("--web-bind", default="127.0.0.1")
+    parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--store", default="rocksdb://", choices=("rocksdb://", "memory://"))
+    parser.add_argument("--lateness-s", type=float, default=120.0)
+    parser.add_argument("--session-timeout-s", type=float, default=30.0)
+    parser.add_argument("--loglevel", default="warning")
+    args = parser.parse_args()
+    if not args.bootstrap:
+        parser.error("--bootstrap (or MICRODC_KAFKA_BOOTSTRAP) is required")
+    run_worker(
+        args.bootstrap,
+        topic_prefix=args.topic_prefix,
+        fleet_path=args.fleet,
+        web_port=args.web_port,
+        web_bind=args.web_bind,
+        data_dir=args.data_dir,
+        store=args.store,
+        lateness_s=args.lateness_s,
+        session_timeout_s=args.session_timeout_s,
+        loglevel=args.loglevel,
+    )
+
+
+if __name__ == "__main__":
+    main()

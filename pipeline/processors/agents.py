@@ -1,0 +1,495 @@
+"""The two stage agents: fetched batches in, the pure stream core in the middle, outputs out.
+
+Both do, record by record, what `pipeline.runner.EmbeddedPipeline` does: decode, dead-letter
+what cannot be used, feed the stage, forward its outputs. Stage 1 runs one `NodeStage` per
+assigned partition of the co-partitioned node-telemetry + request-log topics and hands closed
+node minutes to stage 2 through `mdc.node-minutes`; stage 2 runs one `SiteStage` on node minutes,
+facility meters and grid intensity.
+
+Crash consistency (the order "outputs -> state -> offset"):
+
+1. A batch is applied in the merged order of `merge.Merger`, skipping what the stage's own
+   offsets say it has seen (`stage.seen`).
+2. Its outputs are sent and *awaited* (acks from the broker).
+3. Only then the stage snapshot - state plus the last applied offset per source, one value - is
+   written to the changelog-backed table, keyed by partition.
+4. Offsets are committed to the group only once that snapshot's changelog write is confirmed,
+   and they are advisory: whenever a partition is (re)loaded its snapshot decides where to read,
+   and the agent seeks there if Faust positioned the consumer anywhere else (e.g. at a commit
+   that got ahead of a snapshot lost in a crash, or at the log start).
+
+So a snapshot is never older than what is consumed from (nothing lost), records it already holds
+are skipped (nothing double counted), and everything after it is replayed, re-emitting outputs
+whose values are identical because the core is deterministic and the merge order depends on
+the log alone. Stage 2 drops re-emitted node minutes of minutes it has closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from pipeline.contracts.codec import decoder
+from pipeline.contracts.outputs import LateEvent, SiteMinute, StageOne
+from pipeline.contracts.records import FacilitySample, GridIntensity, NodeSample, RequestLog
+from pipeline.fleet.model import Fleet
+from pipeline.processors.merge import KafkaRecord, Merger
+from pipeline.processors.sink import OutputSink
+from pipeline.processors.state import SnapshotStore, on_partition
+from pipeline.processors.web import WorkerMetrics
+from pipeline.runner import classify, dead_letter
+from pipeline.stream.errors import UnknownReferenceError
+from pipeline.stream.node_stage import NodeStage
+from pipeline.stream.site_stage import SiteStage
+
+log = logging.getLogger(__name__)
+
+#: Errors that make one record unusable (it goes to the dead-letter topic); anything else is a bug.
+BAD_RECORD = (msgspec.ValidationError, msgspec.DecodeError, UnknownReferenceError)
+COMMIT_EVERY_S = 5.0
+
+
+@dataclass(frozen=True)
+class Source:
+    """One input of a stage: the stage's name for it, its real topic, its tie-break rank."""
+
+    name: str
+    topic: str
+
+
+class PartitionRun:
+    """One partition of a stage: its stage object, merge buffers and read positions."""
+
+    def __init__(self, partition: int, stage: Any, sources: tuple[Source, ...]) -> None:
+        self.partition = partition
+        self.stage = stage
+        self.sources = sources
+        self.by_topic = {s.topic: s for s in sources}
+        self.merger = Merger(s.name for s in sources)
+        #: Next offset wanted from the consumer, per source name.
+        self.next_offset: dict[str, int] = {}
+        self.sought: dict[str, int] = {}
+        self.dirty = False
+
+
+class StageAgent:
+    """What both stages share: partition loading, positions, seeks, snapshots, commits."""
+
+    stage_name = "?"
+
+    def __init__(
+        self,
+        app: Any,
+        fleet: Fleet,
+        snapshots: SnapshotStore,
+        sources: tuple[Source, ...],
+        metrics: WorkerMetrics,
+        prefix: str,
+        lateness_s: float,
+    ) -> None:
+        self.app = app
+        self.fleet = fleet
+        self.snapshots = snapshots
+        self.sources = sources
+        self.metrics = metrics
+        self.prefix = prefix
+        self.lateness_s = lateness_s
+        self.lock = asyncio.Lock()
+        self.runs: dict[int, PartitionRun] = {}
+        self.generation: int | None = None
+        self._confirmed: dict[tuple[str, int], int] = {}
+        self._committed: dict[tuple[str, int], int] = {}
+        self._last_commit = time.monotonic()
+        self.sink = OutputSink(app, prefix)
+
+    # -- to implement --------------------------------------------------------------------------
+    def new_stage(self, partition: int) -> Any:
+        raise NotImplementedError
+
+    def restore_stage(self, data: bytes) -> Any:
+        raise NotImplementedError
+
+    def apply(self, run: PartitionRun, source: str, records: list[KafkaRecord]) -> None:
+        raise NotImplementedError
+
+    def forward(self, run: PartitionRun) -> None:
+        """Move the stage's drained outputs into the sink."""
+        raise NotImplementedError
+
+    # -- entry points ----------------------------------------------------------------------------
+    async def handle(self, generation: int, batches: Mapping[Any, list[Any]]) -> None:
+        """A fetched batch (topic-partition -> records) of this stage's topics."""
+        started = time.perf_counter()
+        async with self.lock:
+            if generation != self.app.consumer_generation_id:
+                return  # fetched before a rebalance: the new owner reads it again
+            if generation != self.generation:
+                self.reset()
+                self.generation = generation
+            touched: dict[int, PartitionRun] = {}
+            for tp, records in batches.items():
+                if not records:
+                    continue
+                run = await self._run_for(tp.partition)
+                source = run.by_topic[tp.topic]
+                accepted = await self._accept(run, source, tp, records)
+                if accepted:
+                    self.metrics.events_in.labels(source.topic).inc(accepted)
+                    touched[run.partition] = run
+            await self._process(touched.values())
+        self.metrics.batch_seconds.labels(self.stage_name).inc(time.perf_counter() - started)
+
+    async def tick(self) -> None:
+        """Release records held by the merge once their other sources are caught up (end of a
+        backlog, a quiet topic) and commit confirmed positions."""
+        if self.lock.locked():
+            return  # a batch is being processed: it releases what it can itself
+        async with self.lock:
+            if self.generation == self.app.consumer_generation_id:
+                waiting = [run for run in self.runs.values() if run.merger.buffered()]
+                if waiting:
+                    await self._process(waiting)
+            await self._commit()
+
+    async def revoke(self) -> None:
+        """A rebalance starts: finish the batch in hand, then forget all partitions."""
+        async with self.lock:
+            self.reset()
+
+    def reset(self) -> None:
+        self.runs.clear()
+        self.generation = None
+        self._confirmed.clear()
+        self._committed.clear()
+
+    # -- internals -----------------------------------------------------------------------------
+    async def _run_for(self, partition: int) -> PartitionRun:
+        run = self.runs.get(partition)
+        if run is not None:
+            return run
+        data = self.snapshots.load(partition)
+        stage = self.restore_stage(data) if data is not None else self.new_stage(partition)
+        run = PartitionRun(partition, stage, self.sources)
+        offsets: dict[str, int] = stage.state.offsets
+        unknown = [s for s in self.sources if s.name not in offsets]
+        if unknown:
+            tps = [self._tp(s.topic, partition) for s in unknown]
+            earliest = await self.app.consumer.earliest_offsets(*tps)
+            for s, tp in zip(unknown, tps, strict=True):
+                run.next_offset[s.name] = int(earliest.get(tp) or 0)
+        for s in self.sources:
+            if s.name in offsets:
+                run.next_offset[s.name] = offsets[s.name] + 1
+        self.runs[partition] = run
+        log.info(
+            "%s partition %d loaded (%s), reading from %s",
+            self.stage_name,
+            partition,
+            "snapshot" if data else "fresh",
+            run.next_offset,
+        )
+        return run
+
+    def _tp(self, topic: str, partition: int) -> Any:
+        return self.app.consumer._new_topicpartition(topic, partition)
+
+    async def _accept(
+        self, run: PartitionRun, source: Source, tp: Any, records: list[KafkaRecord]
+    ) -> int:
+        """Buffer the records that continue this source's position (how many); seek on a gap."""
+        want = run.next_offset[source.name]
+        first = records[0].offset
+        if records[-1].offset < want:
+            self.metrics.replayed.labels(source.topic).inc(len(records))
+            return 0
+        if first < want:
+            skip = next(i for i, r in enumerate(records) if r.offset >= want)
+            self.metrics.replayed.labels(source.topic).inc(skip)
+            records = records[skip:]
+            first = records[0].offset
+        if first > want and run.sought.get(source.name) != want:
+            # Faust started elsewhere (a commit, the log start): go where the state says.
+            # A second batch starting past `want` after this seek means there is nothing in
+            # between (transaction markers, retention), and is accepted.
+            run.sought[source.name] = want
+            self.metrics.seeks.labels(source.topic).inc()
+            log.info(
+                "%s: seek %s[%d] to %d (fetched from %d)",
+                self.stage_name,
+                source.topic,
+                run.partition,
+                want,
+                first,
+            )
+            try:
+                await self.app.consumer.seek_wait({tp: want})
+            except Exception as exc:  # noqa: BLE001 - revoked meanwhile: the new owner reads it
+                log.warning(
+                    "%s: seek %s[%d] failed: %r", self.stage_name, source.topic, run.partition, exc
+                )
+            return 0
+        run.sought.pop(source.name, None)
+        run.next_offset[source.name] = records[-1].offset + 1
+        run.merger.add(source.name, records)
+        return len(records)
+
+    def _caught_up(self, run: PartitionRun) -> Callable[[str], bool]:
+        consumer = self.app.consumer
+        topics = {s.name: s.topic for s in run.sources}
+
+        def caught_up(name: str) -> bool:
+            try:
+                end = consumer.highwater(self._tp(topics[name], run.partition))
+            except Exception:  # noqa: BLE001 - not assigned (any more): not caught up
+                return False
+            return end is not None and run.next_offset[name] >= end
+
+        return caught_up
+
+    async def _process(self, runs: Iterable[PartitionRun]) -> None:
+        runs = sorted(runs, key=lambda r: r.partition)
+        for run in runs:
+            for source, records in run.merger.release(self._caught_up(run)):
+                self.apply(run, source, records)
+                run.dirty = True
+            self.forward(run)
+        outputs = len(self.sink)
+        await self.sink.flush()
+        if outputs:
+            for name, n in self.sink.counts.items():
+                self.metrics.outputs.labels(name).inc(n)
+            self.sink.counts.clear()
+        for run in runs:
+            if run.dirty:
+                self._save(run)
+
+    def _save(self, run: PartitionRun) -> None:
+        run.dirty = False
+        snapshot = run.stage.snapshot()
+        self.metrics.snapshot_bytes.labels(self.stage_name, str(run.partition)).set(len(snapshot))
+        fut = self.snapshots.save(run.partition, snapshot)
+        positions = {
+            (s.topic, run.partition): run.stage.state.offsets[s.name] + 1
+            for s in run.sources
+            if s.name in run.stage.state.offsets
+        }
+        generation = self.generation
+
+        def confirmed(_: Any) -> None:
+            if generation == self.generation and not fut.cancelled() and not fut.exception():
+                for key, offset in positions.items():
+                    if offset > self._confirmed.get(key, -1):
+                        self._confirmed[key] = offset
+
+        fut.add_done_callback(confirmed)
+
+    async def _commit(self) -> None:
+        if time.monotonic() - self._last_commit < COMMIT_EVERY_S:
+            return
+        self._last_commit = time.monotonic()
+        todo = {
+            self._tp(topic, p): offset
+            for (topic, p), offset in self._confirmed.items()
+            if self._committed.get((topic, p)) != offset
+        }
+        if not todo:
+            return
+        try:
+            # Faust commits acked offsets only; ours are snapshot positions (see module doc).
+            await self.app.consumer._commit(todo)
+        except Exception as exc:  # noqa: BLE001 - advisory: the next commit or a seek fixes it
+            log.warning("%s: offset commit failed (%r); will retry", self.stage_name, exc)
+            return
+        for tp, offset in todo.items():
+            self._committed[(tp.topic, tp.partition)] = offset
+
+    # -- health --------------------------------------------------------------------------------
+    def describe(self) -> list[dict[str, Any]]:
+        out = []
+        consumer = self.app.consumer
+        for p, run in sorted(self.runs.items()):
+            lag: dict[str, int] = {}
+            for s in run.sources:
+                try:
+                    end = consumer.highwater(self._tp(s.topic, p))
+                except Exception:  # noqa: BLE001 - revoked meanwhile
+                    end = None
+                if end is not None:
+                    lag[s.topic] = max(0, end - run.next_offset[s.name])
+            out.append(
+                {
+                    "stage": self.stage_name,
+                    "partition": p,
+                    "buffered": run.merger.buffered(),
+                    "consumer_lag": lag,
+                    **self.stage_info(run.stage),
+                }
+            )
+        return out
+
+    def stage_info(self, stage: Any) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+def _iso(ms: int | None) -> str | None:
+    if ms is None:
+        return None
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat().replace("+00:00", "Z")
+
+
+class StageOneAgent(StageAgent):
+    """Stage 1: node telemetry + request logs of one partition -> node minutes, late events."""
+
+    stage_name = "stage-one"
+
+    def __init__(self, *args: Any, partitions: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.partitions = partitions
+        self._node = decoder(NodeSample).decode
+        self._request = decoder(RequestLog).decode
+
+    def new_stage(self, partition: int) -> NodeStage:
+        return NodeStage(self.fleet, partition, self.partitions, self.lateness_s)
+
+    def restore_stage(self, data: bytes) -> NodeStage:
+        return NodeStage.restore(self.fleet, data, self.lateness_s)
+
+    def apply(self, run: PartitionRun, source: str, records: list[KafkaRecord]) -> None:
+        stage: NodeStage = run.stage
+        seen = stage.seen
+        feed: Callable[..., None]
+        decode: Callable[[bytes], Any]
+        if source == "request":
+            decode, feed = self._request, stage.on_request
+        else:
+            decode, feed = self._node, stage.on_sample
+        for rec in records:
+            offset = rec.offset
+            if seen(source, offset):
+                continue
+            value = rec.value
+            try:
+                if value is None:
+                    raise msgspec.DecodeError("empty message value (a tombstone)")
+                feed(decode(value), source=source, offset=offset, raw=value)
+            except BAD_RECORD as exc:
+                self._dead(run, source, rec, exc)
+
+    def _dead(self, run: PartitionRun, source: str, rec: KafkaRecord, exc: Exception) -> None:
+        topic = next(s.topic for s in run.sources if s.name == source)
+        kind, detail = classify(exc)
+        self.sink.add(
+            dead_letter(topic, run.partition, rec.offset, rec.key, rec.value or b"", kind, detail)
+        )
+        self.metrics.dead_letters.labels(topic).inc()
+
+    def forward(self, run: PartitionRun) -> None:
+        late = 0
+        for item in run.stage.drain():
+            if isinstance(item, LateEvent):
+                self.sink.add(item, partition=run.partition)
+                late += 1
+            else:
+                self.sink.add(item)
+        if late:
+            self.metrics.late_events.labels(str(run.partition)).inc(late)
+
+    def stage_info(self, stage: Any) -> dict[str, Any]:
+        clock = stage.state.clock
+        watermark = (
+            clock.max_event_ms - clock.lateness_ms if clock.max_event_ms is not None else None
+        )
+        closed = clock.closed_before_ms
+        return {
+            "open_minutes": len(stage.state.minutes),
+            "watermark_ms": watermark,
+            "watermark": _iso(watermark),
+            "last_closed_minute": _iso(closed - 60_000) if closed is not None else None,
+            "offsets": dict(stage.state.offsets),
+        }
+
+
+class StageTwoAgent(StageAgent):
+    """Stage 2: node minutes + facility meters + grid intensity -> energy, site, SLO, alerts."""
+
+    stage_name = "stage-two"
+
+    def __init__(self, *args: Any, pue_table: Any, grid_table: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.pue_table = pue_table
+        self.grid_table = grid_table
+        self._stage_one = msgspec.json.Decoder(StageOne).decode
+        self._facility = decoder(FacilitySample).decode
+        self._grid = decoder(GridIntensity).decode
+        self._zone = {s.site_id: s.grid_zone for s in self.fleet.sites}
+
+    def new_stage(self, partition: int) -> SiteStage:
+        return SiteStage(self.fleet, self.lateness_s)
+
+    def restore_stage(self, data: bytes) -> SiteStage:
+        return SiteStage.restore(self.fleet, data, self.lateness_s)
+
+    def apply(self, run: PartitionRun, source: str, records: list[KafkaRecord]) -> None:
+        stage: SiteStage = run.stage
+        for rec in records:
+            if stage.seen(source, rec.offset):
+                continue
+            value = rec.value
+            try:
+                if value is None:
+                    raise msgspec.DecodeError("empty message value (a tombstone)")
+                if source == "node-minutes":
+                    stage.on_stage_one([self._stage_one(value)])
+                elif source == "facility":
+                    stage.on_facility(self._facility(value))
+                else:
+                    stage.on_grid(self._grid(value))
+            except BAD_RECORD as exc:
+                topic = next(s.topic for s in run.sources if s.name == source)
+                kind, detail = classify(exc)
+                self.sink.add(
+                    dead_letter(topic, 0, rec.offset, rec.key, value or b"", kind, detail)
+                )
+                self.metrics.dead_letters.labels(topic).inc()
+            # Stage 2 emits per closed minute; forward as we go so outputs keep their order.
+            self.forward(run)
+
+    def forward(self, run: PartitionRun) -> None:
+        for item in run.stage.drain():
+            self.sink.add(item)
+            if isinstance(item, SiteMinute):
+                self._lookups(item)
+
+    def _lookups(self, row: SiteMinute) -> None:
+        """Latest PUE per site and grid intensity per zone, for any worker to read."""
+        stamp = _iso(int(row.window_start.timestamp() * 1000))
+        with on_partition(self.snapshots.source_topic, 0):
+            self.pue_table[row.site_id] = {
+                "window_start": stamp,
+                "pue": row.pue,
+                "pue_source": row.pue_source,
+            }
+            self.grid_table[self._zone[row.site_id]] = {
+                "window_start": stamp,
+                "gco2e_per_kwh": row.grid_intensity_gco2e_per_kwh,
+                "intensity_source": row.intensity_source,
+            }
+
+    def stage_info(self, stage: Any) -> dict[str, Any]:
+        st = stage.state
+        closed = st.closed_before_ms
+        watermark = min(st.marks.values()) if st.marks else None
+        return {
+            "open_minutes": len(st.rows),
+            "watermark_ms": watermark,
+            "watermark": _iso(watermark),
+            "last_closed_minute": _iso(closed - 60_000) if closed is not None else None,
+            "offsets": dict(st.offsets),
+        }

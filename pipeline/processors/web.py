@@ -1,0 +1,122 @@
+"""Worker web endpoints: `GET /health` (JSON state of the stages), `GET /metrics` (Prometheus)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+
+class WorkerMetrics:
+    """Counters the agents bump per batch (never per record), in a registry of their own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        ProcessCollector(registry=self.registry)  # RSS, CPU, open files of the worker
+        r = self.registry
+        self.events_in = Counter(
+            "microdc_events_in", "Records consumed, per input topic.", ["topic"], registry=r
+        )
+        self.dead_letters = Counter(
+            "microdc_dead_letters", "Records sent to the dead-letter topic.", ["topic"], registry=r
+        )
+        self.late_events = Counter(
+            "microdc_late_events",
+            "Records (or parts) that arrived after their minute closed.",
+            ["partition"],
+            registry=r,
+        )
+        self.outputs = Counter(
+            "microdc_outputs", "Records produced, per output topic.", ["topic"], registry=r
+        )
+        self.replayed = Counter(
+            "microdc_replayed",
+            "Records skipped because the restored state already had them.",
+            ["topic"],
+            registry=r,
+        )
+        self.seeks = Counter(
+            "microdc_seeks",
+            "Consumer seeks to the position a stage's state needs.",
+            ["topic"],
+            registry=r,
+        )
+        self.batch_seconds = Counter(
+            "microdc_batch_seconds",
+            "Time spent processing fetched batches.",
+            ["stage"],
+            registry=r,
+        )
+        self.snapshot_bytes = Gauge(
+            "microdc_snapshot_bytes",
+            "Size of the last state snapshot.",
+            ["stage", "partition"],
+            registry=r,
+        )
+
+    def add_collector(self, collector: Collector) -> None:
+        self.registry.register(collector)
+
+
+class StageCollector(Collector):
+    """Gauges read from the live stages at scrape time: open minutes, watermark lag, backlog."""
+
+    def __init__(self, describe: Callable[[], dict[str, Any]]) -> None:
+        self._describe = describe
+
+    def collect(self) -> Any:
+        state = self._describe()
+        now_ms = time.time() * 1000  # wall clock for monitoring only, never in results
+        open_minutes = GaugeMetricFamily(
+            "microdc_open_minutes", "Minutes held open by a stage.", labels=["stage", "partition"]
+        )
+        lag = GaugeMetricFamily(
+            "microdc_watermark_lag_seconds",
+            "Wall clock minus the stage watermark (event time).",
+            labels=["stage", "partition"],
+        )
+        backlog = GaugeMetricFamily(
+            "microdc_consumer_lag_records",
+            "Records in the broker not yet read, per input topic-partition.",
+            labels=["topic", "partition"],
+        )
+        buffered = GaugeMetricFamily(
+            "microdc_merge_buffered_records",
+            "Records fetched but held back by the timestamp merge.",
+            labels=["stage", "partition"],
+        )
+        for part in state["partitions"]:
+            labels = [part["stage"], str(part["partition"])]
+            open_minutes.add_metric(labels, part["open_minutes"])
+            buffered.add_metric(labels, part["buffered"])
+            if part["watermark_ms"] is not None:
+                lag.add_metric(labels, (now_ms - part["watermark_ms"]) / 1000)
+            for topic, records in part["consumer_lag"].items():
+                backlog.add_metric([topic, str(part["partition"])], records)
+        yield from (open_minutes, lag, backlog, buffered)
+
+
+def install_views(app: Any, metrics: WorkerMetrics, health: Callable[[], dict[str, Any]]) -> None:
+    """Register `/health` and `/metrics` on the Faust web server of `app`."""
+
+    @app.page("/health")
+    async def health_view(web: Any, request: Any) -> Any:
+        return web.json(health())
+
+    @app.page("/metrics")
+    async def metrics_view(web: Any, request: Any) -> Any:
+        # aiohttp refuses a charset inside `content_type`; the header carries it whole.
+        return web.bytes(
+            generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )

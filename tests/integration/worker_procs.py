@@ -1,0 +1,171 @@
+"""Stream workers as child processes for integration tests: start, probe, SIGKILL, stop.
+
+Each worker gets its own free web port and state directory. Children die with the test process
+(PR_SET_PDEATHSIG) and `WorkerPool.close()` stops whatever is left, so no worker outlives a test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pipeline.localkafka import free_ports
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> Callable[[], None]:
+    libc = ctypes.CDLL(None, use_errno=True)
+    parent = os.getpid()
+
+    def preexec() -> None:
+        libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        if os.getppid() != parent:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return preexec
+
+
+def wait_for(
+    check: Callable[[], Any], timeout: float, what: str, every: float = 0.2
+) -> Any:
+    """Poll `check` until it returns something truthy; fail with `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(every)
+
+
+class Worker:
+    """One `python -m pipeline.processors` child process."""
+
+    def __init__(
+        self,
+        name: str,
+        bootstrap: str,
+        prefix: str,
+        state_dir: Path,
+        *,
+        store: str = "memory://",
+        session_timeout_s: float = 10.0,
+    ) -> None:
+        self.name = name
+        self.bootstrap = bootstrap
+        self.prefix = prefix
+        self.state_dir = state_dir
+        self.store = store
+        self.session_timeout_s = session_timeout_s
+        self.port = free_ports(1)[0]
+        self.log_path = state_dir.parent / f"{state_dir.name}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def start(self) -> Worker:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        cmd = [
+            sys.executable, "-m", "pipeline.processors",
+            "--bootstrap", self.bootstrap,
+            "--topic-prefix", self.prefix,
+            "--web-port", str(self.port),
+            "--data-dir", str(self.state_dir),
+            "--store", self.store,
+            "--session-timeout-s", str(self.session_timeout_s),
+            "--loglevel", "info",
+        ]  # fmt: skip
+        self.starts += 1
+        with self.log_path.open("ab") as log:
+            log.write(f"\n===== start #{self.starts}: {' '.join(cmd)}\n".encode())
+            self.proc = subprocess.Popen(
+                cmd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.state_dir,
+                start_new_session=False,
+                preexec_fn=_die_with_parent(),
+            )
+        return self
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def health(self) -> dict[str, Any] | None:
+        if not self.alive:
+            raise AssertionError(f"worker {self.name} exited: {self.log_tail()}")
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.port}/health", timeout=2
+            ) as resp:
+                data: dict[str, Any] = json.loads(resp.read())
+                return data
+        except OSError:
+            return None
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{self.port}/metrics", timeout=2
+        ) as resp:
+            text: str = resp.read().decode()
+            return text
+
+    def wait_ready(self, timeout: float = 60) -> dict[str, Any]:
+        def ready() -> dict[str, Any] | None:
+            state = self.health()
+            return state if state and state["status"] == "ok" else None
+
+        result: dict[str, Any] = wait_for(ready, timeout, f"worker {self.name} to be ready")
+        return result
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no flush, no commit."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def stop(self, timeout: float = 20) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def log_tail(self, lines: int = 40) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return "(no log)"
+
+
+class WorkerPool:
+    """Workers of one test; `close()` stops them all (use in `finally` or a fixture)."""
+
+    def __init__(self, bootstrap: str, prefix: str, root: Path) -> None:
+        self.bootstrap = bootstrap
+        self.prefix = prefix
+        self.root = root
+        self.workers: list[Worker] = []
+
+    def add(self, name: str, **kwargs: Any) -> Worker:
+        worker = Worker(name, self.bootstrap, self.prefix, self.root / name, **kwargs)
+        self.workers.append(worker)
+        return worker
+
+    def close(self) -> None:
+        for worker in self.workers:
+            worker.stop()
