@@ -54,6 +54,7 @@ log = logging.getLogger(__name__)
 #: Errors that make one record unusable (it goes to the dead-letter topic); anything else is a bug.
 BAD_RECORD = (msgspec.ValidationError, msgspec.DecodeError, UnknownReferenceError)
 COMMIT_EVERY_S = 5.0
+STUCK_AFTER_S = 3.0
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,10 @@ class PartitionRun:
         self.merger = Merger(s.name for s in sources)
         #: Next offset wanted from the consumer, per source name.
         self.next_offset: dict[str, int] = {}
-        self.sought: dict[str, int] = {}
+        #: Per source: (offset sought to, consumer fetch_seq when that seek had completed).
+        self.sought: dict[str, tuple[int, int]] = {}
+        #: Per source: when (monotonic) it last delivered records or was caught up.
+        self.progress_at: dict[str, float] = {s.name: time.monotonic() for s in sources}
         self.dirty = False
 
 
@@ -124,22 +128,23 @@ class StageAgent:
         raise NotImplementedError
 
     # -- entry points ----------------------------------------------------------------------------
-    async def handle(self, generation: int, batches: Mapping[Any, list[Any]]) -> None:
-        """A fetched batch (topic-partition -> records) of this stage's topics."""
+    async def handle(self, generation: int, seq: int, batches: Mapping[Any, list[Any]]) -> None:
+        """A fetched batch (topic-partition -> records) of this stage's topics; `seq` numbers
+        the fetch (see `BulkConsumer`)."""
         started = time.perf_counter()
         async with self.lock:
-            if generation != self.app.consumer_generation_id:
-                return  # fetched before a rebalance: the new owner reads it again
-            if generation != self.generation:
+            current = self.app.consumer_generation_id
+            if current != self.generation:
                 self.reset()
-                self.generation = generation
+                self.generation = current
+            assignment = _assignment(self.app)
             touched: dict[int, PartitionRun] = {}
             for tp, records in batches.items():
-                if not records:
-                    continue
+                if not records or tp not in assignment:
+                    continue  # revoked meanwhile: the new owner reads these
                 run = await self._run_for(tp.partition)
                 source = run.by_topic[tp.topic]
-                accepted = await self._accept(run, source, tp, records)
+                accepted = await self._accept(run, source, tp, records, seq)
                 if accepted:
                     self.metrics.events_in.labels(source.topic).inc(accepted)
                     touched[run.partition] = run
@@ -156,7 +161,42 @@ class StageAgent:
                 waiting = [run for run in self.runs.values() if run.merger.buffered()]
                 if waiting:
                     await self._process(waiting)
+                await self._unstick()
             await self._commit()
+
+    async def _unstick(self) -> None:
+        """Seek a source that is behind its high watermark but has delivered nothing for a
+        while although the consumer's position has moved on: records dropped by a fetch that
+        raced a rebalance. (A gap in the middle of a topic is caught by `_accept`; at the end
+        of one, only this notices.)"""
+        now = time.monotonic()
+        consumer = self.app.consumer
+        for run in self.runs.values():
+            caught_up = self._caught_up(run)
+            for source in run.sources:
+                if caught_up(source.name):
+                    run.progress_at[source.name] = now
+                if now - run.progress_at[source.name] < STUCK_AFTER_S:
+                    continue
+                run.progress_at[source.name] = now
+                tp = self._tp(source.topic, run.partition)
+                want = run.next_offset[source.name]
+                try:
+                    position = await consumer.position(tp)
+                    if position is not None and position != want:
+                        log.warning(
+                            "%s: %s[%d] consumer at %s, state continues at %d: seeking",
+                            self.stage_name,
+                            source.topic,
+                            run.partition,
+                            position,
+                            want,
+                        )
+                        self.metrics.seeks.labels(source.topic).inc()
+                        await consumer.seek_wait({tp: want})
+                        run.sought[source.name] = (want, consumer.fetch_seq)
+                except Exception as exc:  # noqa: BLE001 - revoked meanwhile: nothing to do
+                    log.info("%s: position check failed: %r", self.stage_name, exc)
 
     async def revoke(self) -> None:
         """A rebalance starts: finish the batch in hand, then forget all partitions."""
@@ -201,41 +241,61 @@ class StageAgent:
         return self.app.consumer._new_topicpartition(topic, partition)
 
     async def _accept(
-        self, run: PartitionRun, source: Source, tp: Any, records: list[KafkaRecord]
+        self, run: PartitionRun, source: Source, tp: Any, records: list[KafkaRecord], seq: int
     ) -> int:
-        """Buffer the records that continue this source's position (how many); seek on a gap."""
+        """Buffer the records that continue this source's position (how many); seek on a gap.
+
+        Faust positions a newly assigned partition at its committed offset (or the log start),
+        which need not be where the restored state continues: then this seeks there. A batch
+        fetched after that seek completed (higher `seq`) that still starts past the wanted offset
+        is the broker saying nothing exists in between (retention, transaction markers).
+        """
         want = run.next_offset[source.name]
-        first = records[0].offset
         if records[-1].offset < want:
             self.metrics.replayed.labels(source.topic).inc(len(records))
             return 0
-        if first < want:
+        if records[0].offset < want:
             skip = next(i for i, r in enumerate(records) if r.offset >= want)
             self.metrics.replayed.labels(source.topic).inc(skip)
             records = records[skip:]
-            first = records[0].offset
-        if first > want and run.sought.get(source.name) != want:
-            # Faust started elsewhere (a commit, the log start): go where the state says.
-            # A second batch starting past `want` after this seek means there is nothing in
-            # between (transaction markers, retention), and is accepted.
-            run.sought[source.name] = want
-            self.metrics.seeks.labels(source.topic).inc()
-            log.info(
-                "%s: seek %s[%d] to %d (fetched from %d)",
+        first = records[0].offset
+        if first > want:
+            sought = run.sought.get(source.name)
+            if sought is not None and sought[0] == want and seq <= sought[1]:
+                return 0  # fetched before our seek took effect: dropped, it comes again
+            if sought is None or sought[0] != want:
+                self.metrics.seeks.labels(source.topic).inc()
+                log.info(
+                    "%s: seek %s[%d] to %d (fetched from %d)",
+                    self.stage_name,
+                    source.topic,
+                    run.partition,
+                    want,
+                    first,
+                )
+                try:
+                    await self.app.consumer.seek_wait({tp: want})
+                except Exception as exc:  # noqa: BLE001 - revoked meanwhile: the new owner reads
+                    log.warning(
+                        "%s: seek %s[%d] failed: %r",
+                        self.stage_name,
+                        source.topic,
+                        run.partition,
+                        exc,
+                    )
+                    return 0
+                run.sought[source.name] = (want, self.app.consumer.fetch_seq)
+                return 0
+            log.warning(
+                "%s: %s[%d] continues at %d, not %d: nothing in between",
                 self.stage_name,
                 source.topic,
                 run.partition,
-                want,
                 first,
+                want,
             )
-            try:
-                await self.app.consumer.seek_wait({tp: want})
-            except Exception as exc:  # noqa: BLE001 - revoked meanwhile: the new owner reads it
-                log.warning(
-                    "%s: seek %s[%d] failed: %r", self.stage_name, source.topic, run.partition, exc
-                )
-            return 0
         run.sought.pop(source.name, None)
+        run.progress_at[source.name] = time.monotonic()
         run.next_offset[source.name] = records[-1].offset + 1
         run.merger.add(source.name, records)
         return len(records)
@@ -493,3 +553,10 @@ class StageTwoAgent(StageAgent):
             "last_closed_minute": _iso(closed - 60_000) if closed is not None else None,
             "offsets": dict(st.offsets),
         }
+
+
+def _assignment(app: Any) -> set[Any]:
+    try:
+        return set(app.consumer.assignment())
+    except Exception:  # noqa: BLE001 - consumer not started or stopping
+        return set()

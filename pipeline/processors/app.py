@@ -91,7 +91,7 @@ def create_app(config: WorkerConfig) -> WorkerApp:
         broker_session_timeout=session,
         broker_heartbeat_interval=max(0.5, min(3.0, session / 5)),
         broker_rebalance_timeout=max(session, 30.0),
-        consumer_max_fetch_size=4 * 1024 * 1024,
+        consumer_max_fetch_size=2 * 1024 * 1024,
         producer_linger=0.002,
         producer_max_request_size=4 * 1024 * 1024,
         web_enabled=True,

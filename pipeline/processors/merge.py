@@ -39,7 +39,9 @@ class Merger:
     def add(self, source: str, records: Iterable[KafkaRecord]) -> None:
         self._buffers[source].extend(records)
 
-    def buffered(self) -> int:
+    def buffered(self, source: str | None = None) -> int:
+        if source is not None:
+            return len(self._buffers[source])
         return sum(len(b) for b in self._buffers.values())
 
     def release(self, caught_up: Callable[[str], bool]) -> Iterator[tuple[str, list[KafkaRecord]]]:

@@ -15,22 +15,56 @@ handlers own their position (the stage snapshots carry it), seek where it says a
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
-#: handler(generation_id, {tp: [ConsumerRecord, ...]}) - called from the fetch loop, in order.
-BulkHandler = Callable[[int, Mapping[Any, list[Any]]], Awaitable[None]]
+#: handler(generation_id, fetch_seq, {tp: [ConsumerRecord, ...]}) - from the fetch loop, in order.
+BulkHandler = Callable[[int, int, Mapping[Any, list[Any]]], Awaitable[None]]
 
 
 class BulkConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
-    """`getmany` with a bulk bypass; otherwise the aiokafka consumer of Faust, unchanged."""
+    """`getmany` with a bulk bypass and one fetch in flight while a batch is processed.
+
+    Faust fetches only when the previous batch is done; aiokafka parses records lazily inside
+    that fetch, so parsing and network waits would add to processing. Here the next fetch starts
+    before the current batch is handed over (both run on one event loop and GIL, but the waits
+    overlap): on our 2-vCPU VM that took one worker from ~65,000 to ~95,000 events/s.
+
+    Every fetch gets a sequence number (`fetch_seq`, taken when it starts), so a handler that
+    seeks can tell batches fetched before its seek from those fetched after.
+    """
+
+    _prefetch: asyncio.Future[tuple[Any, Any, int, int]] | None = None
+    fetch_seq: int = 0
+
+    def _start_fetch(self, timeout: float) -> asyncio.Future[tuple[Any, Any, int, int]]:
+        self.fetch_seq += 1
+        seq = self.fetch_seq
+
+        async def fetch() -> tuple[Any, Any, int, int]:
+            records, active = await self._wait_next_records(timeout)
+            # The generation when the records arrived, as Faust's getmany reads it: a fetch that
+            # spans a rebalance may return records (e.g. changelogs being recovered) fetched for
+            # the new assignment.
+            return records, active, seq, self.app.consumer_generation_id
+
+        return asyncio.ensure_future(fetch())
+
+    async def on_stop(self) -> None:
+        if self._prefetch is not None:
+            self._prefetch.cancel()
+            self._prefetch = None
+        await super().on_stop()
 
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[Any, Any]]:
-        records, active_partitions = await self._wait_next_records(timeout)
-        generation_id = self.app.consumer_generation_id
+        pending, self._prefetch = self._prefetch, None
+        if pending is None:
+            pending = self._start_fetch(timeout)
+        records, active_partitions, seq, generation_id = await pending
         if records is None or self.should_stop:
             return
         if not self.flow_active:
@@ -41,6 +75,7 @@ class BulkConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
             except Exception as exc:  # noqa: BLE001 - Faust logs and goes on here too
                 self.log.warning("exception performing seek when flow not active %r", exc)
             return
+        self._prefetch = self._start_fetch(timeout)
         routes: Mapping[str, BulkHandler] = getattr(self.app, "bulk_routes", {})
         bulk: dict[BulkHandler, dict[Any, list[Any]]] = {}
         rest: dict[Any, list[Any]] = {}
@@ -48,13 +83,16 @@ class BulkConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
             handler = routes.get(tp.topic)
             if handler is None:
                 rest[tp] = batch
-            elif active_partitions is None or tp in active_partitions:
+            else:
+                # Even a batch fetched before a rebalance goes to the handler: it checks that it
+                # still owns the partition and that the offsets continue its state; dropping
+                # records here would move the consumer past them unnoticed.
                 bulk.setdefault(handler, {})[tp] = batch
         for handler, batches in bulk.items():
-            await handler(generation_id, batches)
-        if not rest:
+            await handler(generation_id, seq, batches)
+        if not rest or generation_id != self.app.consumer_generation_id:
             return
-        # Faust's own path for everything else (copied from Consumer.getmany).
+        # Faust's own path for everything else (as in Consumer.getmany).
         to_message = self._to_message
         for tp, record in self.scheduler.iterate(rest):
             if not self.flow_active or self.app.consumer_generation_id != generation_id:

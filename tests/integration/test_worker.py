@@ -14,6 +14,7 @@ closing minutes and are compared in full.
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
@@ -28,7 +29,8 @@ from pipeline.contracts.topics import INPUT_TOPICS, OUTPUT_TOPICS, TopicSpec
 from pipeline.fleet import load_fleet
 from pipeline.fleet.model import Fleet
 from pipeline.runner import Message, RunResult, from_envelopes, run_embedded
-from pipeline.simulate import Envelope, FaultConfig, SimConfig, Simulator, simulate_to_kafka
+from pipeline.simulate import Envelope, FaultConfig, SimConfig, Simulator
+from pipeline.simulate.sinks import KafkaSink
 from tests.integration.kafka_read import read_topics
 from tests.integration.worker_procs import WorkerPool, wait_for
 
@@ -128,11 +130,11 @@ def wait_for_outputs(
 
     def complete() -> bool:
         nonlocal got
-        got = worker_outputs(bootstrap, prefix, total, timeout=3)
+        got = worker_outputs(bootstrap, prefix, total, timeout=1.5)
         return all(keys <= got[topic].keys() for topic, keys in need.items())
 
     try:
-        wait_for(complete, timeout, "every closed minute's outputs", every=0.5)
+        wait_for(complete, timeout, "every closed minute's outputs", every=1.0)
     except AssertionError:
         missing = {t: sorted(keys - got[t].keys())[:5] for t, keys in need.items()}
         raise AssertionError(f"outputs missing after {timeout} s, e.g. {missing}") from None
@@ -165,18 +167,19 @@ def kafka_order(bootstrap: str, prefix: str, count: int) -> list[Message]:
     rank = {"mdc.node-telemetry": 0, "mdc.request-log": 1}
     records = read_topics(bootstrap, [s.with_prefix(prefix) for s in INPUT_TOPICS], count)
     assert len(records) == count
-    records.sort(
-        key=lambda r: (r.timestamp, rank.get(r.topic.removeprefix(prefix), 2), r.offset)
-    )
+    records.sort(key=lambda r: (r.timestamp, rank.get(r.topic.removeprefix(prefix), 2), r.offset))
     return [(specs[r.topic.removeprefix(prefix)], r.key, r.value) for r in records]
 
 
-def simulate(
-    bootstrap: str, prefix: str, fleet: Fleet, config: SimConfig
-) -> list[Envelope]:
-    result = simulate_to_kafka(fleet, config, bootstrap, topic_prefix=prefix)
+def simulate(bootstrap: str, prefix: str, fleet: Fleet, config: SimConfig) -> list[Envelope]:
+    """The simulator's records, produced to the test's topics (generated once, for both)."""
     envelopes = list(Simulator(fleet, config))
-    assert result.stats.emitted == len(envelopes)
+
+    async def produce() -> None:
+        async with KafkaSink(bootstrap, topic_prefix=prefix) as sink:
+            await sink.write(envelopes)
+
+    asyncio.run(produce())
     return envelopes
 
 
@@ -236,34 +239,49 @@ def test_late_events_match_the_embedded_runner_in_kafka_order(
 def test_sigkill_and_restart_lose_nothing_and_repeat_identical_values(
     kafka_bootstrap: str, topic_prefix: str, pool: WorkerPool
 ) -> None:
-    """Two workers share the partitions; one is SIGKILLed mid-run and restarted (RocksDB)."""
+    """Workers a and b share the partitions; a is SIGKILLed while processing, b takes over all
+    partitions (state from the changelog), a restarts on its own RocksDB and gets its share."""
     fleet = load_fleet()
-    config = SimConfig(start=START, minutes=MINUTES, seed=13, rps_scale=0.3)
+    config = SimConfig(start=START, minutes=MINUTES, seed=13, rps_scale=0.2)
     envelopes = simulate(kafka_bootstrap, topic_prefix, fleet, config)
     expected = expected_outputs(run_embedded(fleet, from_envelopes(envelopes)))
 
     a = pool.add("a", store="rocksdb://").start()
-    b = pool.add("b", store="rocksdb://").start()
     a.wait_ready()
+    b = pool.add("b", store="rocksdb://").start()
     b.wait_ready()
+    baseline: dict[int, int] = {}
 
-    def a_mid_run() -> dict[str, Any] | None:
-        state = a.health()
-        closed = [
-            p["last_closed_minute"]
-            for p in (state or {}).get("stages", [])
-            if p["stage"] == "stage-one" and p["last_closed_minute"]
-        ]
-        return state if closed and min(closed) >= "2026-03-02T14:36" else None
+    def a_busy_mid_run() -> bool:
+        # a has applied at least 5,000 records to one of its stage-1 partitions since it
+        # (re)loaded it, and not closed 15:00 yet: it dies with work in flight.
+        parts = [p for p in (a.health() or {}).get("stages", []) if p["stage"] == "stage-one"]
+        advanced = False
+        for part in parts:
+            offset = sum(part["offsets"].values())
+            if offset < baseline.get(part["partition"], offset + 1):
+                baseline[part["partition"]] = offset  # first look, or reloaded
+            advanced |= offset - baseline[part["partition"]] >= 5_000
+        closed = [p["last_closed_minute"] or "" for p in parts]
+        return advanced and min(closed) < "2026-03-02T15:00"
 
-    before = wait_for(a_mid_run, 90, "worker a to be mid-run", every=0.05)
+    wait_for(a_busy_mid_run, 90, "worker a to be busy mid-run", every=0.05)
     a.kill()
-    progress = [p["last_closed_minute"] for p in before["stages"] if p["stage"] == "stage-one"]
-    assert min(progress) < "2026-03-02T15:05", f"worker a was not killed mid-run: {progress}"
+
+    def b_owns_everything() -> bool:
+        state = b.health() or {}
+        owned = set(state.get("assigned", []))
+        return state.get("status") == "ok" and all(
+            f"{topic_prefix}mdc.request-log[{p}]" in owned for p in range(4)
+        )
+
+    wait_for(b_owns_everything, 60, "worker b to take over a's partitions")
     a.start()
-    got = wait_for_outputs(kafka_bootstrap, topic_prefix, expected, timeout=150)
+    got = wait_for_outputs(kafka_bootstrap, topic_prefix, expected, timeout=120)
     assert_same(got, expected)
     assert a.alive and b.alive
+    owned_by_a = set((a.health() or {}).get("assigned", []))
+    assert any("mdc.request-log" in tp for tp in owned_by_a), "a got no partitions back"
 
 
 def test_malformed_records_go_to_dead_letters_and_change_nothing_else(
