@@ -65,8 +65,9 @@ def _all_have_leaders(topics: list[dict[str, Any]], names: set[str]) -> bool:
         for topic in topics
         if topic.get("error_code", 0) == 0
         and topic["partitions"]
-        and all(p.get("error_code", 0) == 0 and p.get("leader", -1) >= 0
-                for p in topic["partitions"])
+        and all(
+            p.get("error_code", 0) == 0 and p.get("leader", -1) >= 0 for p in topic["partitions"]
+        )
     }
     return names <= seen
 
@@ -98,7 +99,8 @@ async def ensure_topics(
         return []
 
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap, request_timeout_ms=max(int(timeout * 1000), 1000),
+        bootstrap_servers=bootstrap,
+        request_timeout_ms=max(int(timeout * 1000), 1000),
         client_id="microdc-admin",
     )
     created: list[str] = []
@@ -111,8 +113,15 @@ async def ensure_topics(
             missing = [spec for name, spec in wanted.items() if name not in existing]
             if missing:
                 response = await admin.create_topics(
-                    [NewTopic(spec.name, spec.partitions, replication_factor,
-                              topic_configs=dict(spec.config)) for spec in missing],
+                    [
+                        NewTopic(
+                            spec.name,
+                            spec.partitions,
+                            replication_factor,
+                            topic_configs=dict(spec.config),
+                        )
+                        for spec in missing
+                    ],
                     timeout_ms=max(int(timeout * 1000), 1000),
                 )
                 raced: list[str] = []
@@ -123,7 +132,9 @@ async def ensure_topics(
                         raced.append(str(topic))
                     else:
                         raise TopicCreationError(
-                            str(topic), int(code), str(rest[0]) if rest and rest[0] else None,
+                            str(topic),
+                            int(code),
+                            str(rest[0]) if rest and rest[0] else None,
                             bootstrap,
                         )
                 if raced:
@@ -144,8 +155,9 @@ async def ensure_topics(
     return created
 
 
-def _check_counts(described: list[dict[str, Any]], wanted: dict[str, TopicSpec],
-                  bootstrap: str) -> None:
+def _check_counts(
+    described: list[dict[str, Any]], wanted: dict[str, TopicSpec], bootstrap: str
+) -> None:
     for name, actual in sorted(_partition_counts(described).items()):
         expected = wanted[name].partitions
         if actual != expected:
@@ -161,6 +173,7 @@ def ensure_topics_sync(
 ) -> list[str]:
     """`ensure_topics` for synchronous callers (CLI, test fixtures); not inside a running loop."""
     return asyncio.run(
-        ensure_topics(bootstrap, list(specs), replication_factor=replication_factor,
-                      timeout=timeout)
+        ensure_topics(
+            bootstrap, list(specs), replication_factor=replication_factor, timeout=timeout
+        )
     )

@@ -154,14 +154,26 @@ def ensure_jars(version: str = KAFKA_VERSION, *, quiet: bool = True) -> Path:
             out = work / "libs"
             pom = work / "pom.xml"
             pom.write_text(_resource_text("pom.xml"), encoding="utf-8")
-            cmd = [mvn, "-B", "-f", str(pom), "dependency:copy-dependencies",
-                   "-DincludeScope=runtime", f"-Dkafka.version={version}",
-                   f"-DoutputDirectory={out}"]
+            cmd = [
+                mvn,
+                "-B",
+                "-f",
+                str(pom),
+                "dependency:copy-dependencies",
+                "-DincludeScope=runtime",
+                f"-Dkafka.version={version}",
+                f"-DoutputDirectory={out}",
+            ]
             if quiet:
                 cmd.insert(1, "-q")
             proc = subprocess.run(
-                cmd, cwd=work, stdin=subprocess.DEVNULL, check=False, text=True,
-                stdout=subprocess.PIPE if quiet else _stderr_fd(), stderr=subprocess.STDOUT,
+                cmd,
+                cwd=work,
+                stdin=subprocess.DEVNULL,
+                check=False,
+                text=True,
+                stdout=subprocess.PIPE if quiet else _stderr_fd(),
+                stderr=subprocess.STDOUT,
             )
             if proc.returncode != 0 or not (out / f"kafka_2.13-{version}.jar").is_file():
                 output = _tail(proc.stdout or "(see Maven output above)")
@@ -278,7 +290,8 @@ async def _metadata_ok(bootstrap: str, timeout: float) -> bool:
     from aiokafka.admin import AIOKafkaAdminClient
 
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap, request_timeout_ms=max(int(timeout * 1000), 500),
+        bootstrap_servers=bootstrap,
+        request_timeout_ms=max(int(timeout * 1000), 500),
         client_id="microdc-localkafka-probe",
     )
     try:
@@ -299,8 +312,9 @@ def _java() -> str:
         return str(Path(home) / "bin" / "java")
     java = shutil.which("java")
     if java is None:
-        raise KafkaUnavailableError("`java` is not on PATH (Kafka 4 needs Java 17+). "
-                                    + HOW_TO_GET_A_BROKER)
+        raise KafkaUnavailableError(
+            "`java` is not on PATH (Kafka 4 needs Java 17+). " + HOW_TO_GET_A_BROKER
+        )
     return java
 
 
@@ -419,10 +433,18 @@ class LocalKafka:
         self.workdir.mkdir(parents=True, exist_ok=True)
         log4j = self.workdir / "log4j2.properties"
         log4j.write_text(_resource_text("log4j2.properties"), encoding="utf-8")
-        jvm = [java, "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-XX:-UsePerfData",
-               "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true",
-               f"-Dlog4j2.configurationFile={log4j}", f"-Dkafka.logs.dir={self.workdir}",
-               "-cp", f"{libs}/*"]
+        jvm = [
+            java,
+            "-XX:+UseSerialGC",
+            "-XX:TieredStopAtLevel=1",
+            "-XX:-UsePerfData",
+            "-XX:+ExitOnOutOfMemoryError",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={log4j}",
+            f"-Dkafka.logs.dir={self.workdir}",
+            "-cp",
+            f"{libs}/*",
+        ]
         deadline = launched + timeout
         pick_port, pick_controller = self.port is None, self.controller_port is None
         for attempt in range(3):
@@ -432,8 +454,9 @@ class LocalKafka:
                 self.controller_port = fresh[1] if pick_controller else self.controller_port
             assert self.port is not None and self.controller_port is not None
             self.properties_path.write_text(
-                server_properties(port=self.port, controller_port=self.controller_port,
-                                  log_dir=self.data_dir),
+                server_properties(
+                    port=self.port, controller_port=self.controller_port, log_dir=self.data_dir
+                ),
                 encoding="utf-8",
             )
             if not self.is_formatted():
@@ -492,12 +515,25 @@ class LocalKafka:
     # -- internals
 
     def _format(self, jvm: list[str], deadline: float) -> None:
-        cmd = [*jvm, "-Xmx256m", "kafka.tools.StorageTool", "format",
-               "-t", new_cluster_id(), "-c", str(self.properties_path)]
+        cmd = [
+            *jvm,
+            "-Xmx256m",
+            "kafka.tools.StorageTool",
+            "format",
+            "-t",
+            new_cluster_id(),
+            "-c",
+            str(self.properties_path),
+        ]
         try:
             proc = subprocess.run(
-                cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                text=True, check=False, timeout=max(deadline - time.monotonic(), 1.0),
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                check=False,
+                timeout=max(deadline - time.monotonic(), 1.0),
             )
         except subprocess.TimeoutExpired as exc:
             raise KafkaUnavailableError(f"formatting {self.data_dir} timed out") from exc
@@ -515,11 +551,19 @@ class LocalKafka:
             log.write(banner.encode())
             log.flush()
             self._log_offset = log.tell()
-            preexec = (_die_with_parent_preexec()
-                       if self.die_with_parent and sys.platform == "linux" else None)
+            preexec = (
+                _die_with_parent_preexec()
+                if self.die_with_parent and sys.platform == "linux"
+                else None
+            )
             self._proc = subprocess.Popen(
-                cmd, cwd=self.workdir, stdin=subprocess.DEVNULL, stdout=log,
-                stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=preexec,
+                cmd,
+                cwd=self.workdir,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=preexec,
             )
 
     def _log_tail(self, lines: int = 40) -> str:
@@ -614,8 +658,9 @@ def status(state_dir: Path) -> str | None:
     return str(state["bootstrap"])
 
 
-def up(state_dir: Path, *, version: str = KAFKA_VERSION, port: int | None = None,
-       timeout: float = 90) -> str:
+def up(
+    state_dir: Path, *, version: str = KAFKA_VERSION, port: int | None = None, timeout: float = 90
+) -> str:
     """Start a broker that outlives this process (state in `state_dir`); return its bootstrap.
 
     Idempotent: if one is already running for `state_dir`, returns its address. Data persists
@@ -635,14 +680,24 @@ def up(state_dir: Path, *, version: str = KAFKA_VERSION, port: int | None = None
         if port is None and isinstance(old_port, int) and _port_is_free(old_port):
             port = old_port
         cport = old_cport if isinstance(old_cport, int) and _port_is_free(old_cport) else None
-        kafka = LocalKafka(state_dir / "broker", version=version, port=port,
-                           controller_port=cport, die_with_parent=False)
+        kafka = LocalKafka(
+            state_dir / "broker",
+            version=version,
+            port=port,
+            controller_port=cport,
+            die_with_parent=False,
+        )
         bootstrap = kafka.start(timeout)
         state = {
-            "pid": kafka.pid, "bootstrap": bootstrap, "port": kafka.port,
-            "controller_port": kafka.controller_port, "workdir": str(kafka.workdir),
-            "properties": str(kafka.properties_path), "log": str(kafka.log_path),
-            "version": version, "startup_seconds": round(kafka.startup_seconds or 0.0, 2),
+            "pid": kafka.pid,
+            "bootstrap": bootstrap,
+            "port": kafka.port,
+            "controller_port": kafka.controller_port,
+            "workdir": str(kafka.workdir),
+            "properties": str(kafka.properties_path),
+            "log": str(kafka.log_path),
+            "version": version,
+            "startup_seconds": round(kafka.startup_seconds or 0.0, 2),
         }
         tmp = state_dir / f".{_STATE_FILE}.tmp"
         tmp.write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")

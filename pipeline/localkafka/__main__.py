@@ -16,15 +16,27 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m pipeline.localkafka",
         description="Run a single-node Apache Kafka broker on 127.0.0.1 (Java 17 + Maven).",
     )
-    parser.add_argument("command", choices=["up", "down", "status", "jars"],
-                        help="up: start (prints the bootstrap); down: stop; status: print the "
-                             "bootstrap if running; jars: download the jars and print their dir")
-    parser.add_argument("--state-dir", type=Path, default=Path(".kafka-local"),
-                        help="where the broker's state and data live (default: .kafka-local)")
-    parser.add_argument("--version", default=KAFKA_VERSION,
-                        help="Kafka version (default: %(default)s)")
-    parser.add_argument("--port", type=int, default=None,
-                        help="broker port for `up` (default: previous one, else a free port)")
+    parser.add_argument(
+        "command",
+        choices=["up", "down", "status", "jars"],
+        help="up: start (prints the bootstrap); down: stop; status: print the "
+        "bootstrap if running; jars: download the jars and print their dir",
+    )
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=Path(".kafka-local"),
+        help="where the broker's state and data live (default: .kafka-local)",
+    )
+    parser.add_argument(
+        "--version", default=KAFKA_VERSION, help="Kafka version (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help="broker port for `up` (default: previous one, else a free port)",
+    )
     parser.add_argument("--wipe", action="store_true", help="with `down`: delete the broker data")
     args = parser.parse_args(argv)
     try:

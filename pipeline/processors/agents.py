@@ -9,19 +9,21 @@ facility meters and grid intensity.
 Crash consistency (the order "outputs -> state -> offset"):
 
 1. A batch is applied in the merged order of `merge.Merger`, skipping what the stage's own
-   offsets say it has seen (`stage.seen`).
-2. Its outputs are sent and *awaited* (acks from the broker).
-3. Only then the stage snapshot - state plus the last applied offset per source, one value - is
-   written to the changelog-backed table, keyed by partition.
+   offsets say it has applied (`stage.seen`).
+2. Its outputs are sent and *awaited* (acks from the broker) before the next batch.
+3. Between batches, at most every `SNAPSHOT_EVERY_S` (and on revocation and shutdown), the stage
+   snapshot - state plus the last applied offset per source, one value - is written to the
+   changelog-backed table, keyed by partition. Everything it covers is already in Kafka.
 4. Offsets are committed to the group only once that snapshot's changelog write is confirmed,
    and they are advisory: whenever a partition is (re)loaded its snapshot decides where to read,
-   and the agent seeks there if Faust positioned the consumer anywhere else (e.g. at a commit
-   that got ahead of a snapshot lost in a crash, or at the log start).
+   and the agent seeks there if Faust positioned the consumer anywhere else (a commit ahead of
+   a snapshot lost in a crash, the log start, a fetch that raced a rebalance).
 
-So a snapshot is never older than what is consumed from (nothing lost), records it already holds
-are skipped (nothing double counted), and everything after it is replayed, re-emitting outputs
-whose values are identical because the core is deterministic and the merge order depends on
-the log alone. Stage 2 drops re-emitted node minutes of minutes it has closed.
+So reading resumes exactly after the restored state (nothing lost), records the state already
+holds are skipped (nothing double counted), and what was applied after the last snapshot is
+replayed, re-emitting outputs with identical values: the core is deterministic and, for data
+already in the log, the merge order depends on the log alone. Stage 2 keeps one row per natural
+key, so node minutes a failed-over stage 1 emits again are not counted twice.
 """
 
 from __future__ import annotations
@@ -53,13 +55,19 @@ log = logging.getLogger(__name__)
 
 #: Errors that make one record unusable (it goes to the dead-letter topic); anything else is a bug.
 BAD_RECORD = (msgspec.ValidationError, msgspec.DecodeError, UnknownReferenceError)
+#: A partition's snapshot is written at most this often (and when its partitions are revoked or
+#: the worker stops): the cost of a crash is replaying at most this much, re-emitting identical
+#: outputs. Stage 2 holds up to an hour of node minutes (it waits for hourly grid data), so a
+#: snapshot per batch would cost more than the batch.
+SNAPSHOT_EVERY_S = 2.0
 COMMIT_EVERY_S = 5.0
 STUCK_AFTER_S = 3.0
 
 
 @dataclass(frozen=True)
 class Source:
-    """One input of a stage: the stage's name for it, its real topic, its tie-break rank."""
+    """One input of a stage: the stage's name for it and its real topic. A stage's sources are
+    listed in tie-break order (equal Kafka timestamps: the first source goes first)."""
 
     name: str
     topic: str
@@ -81,6 +89,7 @@ class PartitionRun:
         #: Per source: when (monotonic) it last delivered records or was caught up.
         self.progress_at: dict[str, float] = {s.name: time.monotonic() for s in sources}
         self.dirty = False
+        self.saved_at = time.monotonic()
 
 
 class StageAgent:
@@ -111,6 +120,7 @@ class StageAgent:
         self._confirmed: dict[tuple[str, int], int] = {}
         self._committed: dict[tuple[str, int], int] = {}
         self._last_commit = time.monotonic()
+        self.stopping = False
         self.sink = OutputSink(app, prefix)
 
     # -- to implement --------------------------------------------------------------------------
@@ -133,6 +143,8 @@ class StageAgent:
         the fetch (see `BulkConsumer`)."""
         started = time.perf_counter()
         async with self.lock:
+            if self.stopping:
+                return  # read again after the restart, from the last snapshot
             current = self.app.consumer_generation_id
             if current != self.generation:
                 self.reset()
@@ -162,6 +174,7 @@ class StageAgent:
                 if waiting:
                     await self._process(waiting)
                 await self._unstick()
+            self._save_due(self.runs.values())
             await self._commit()
 
     async def _unstick(self) -> None:
@@ -199,9 +212,17 @@ class StageAgent:
                     log.info("%s: position check failed: %r", self.stage_name, exc)
 
     async def revoke(self) -> None:
-        """A rebalance starts: finish the batch in hand, then forget all partitions."""
+        """A rebalance starts: finish the batch in hand, store every partition's state (the new
+        owner then replays little), then forget them all."""
         async with self.lock:
+            self._save_due(self.runs.values(), force=True)
             self.reset()
+
+    async def checkpoint(self) -> None:
+        """The worker stops: store every partition's state and take no more batches."""
+        async with self.lock:
+            self.stopping = True
+            self._save_due(self.runs.values(), force=True)
 
     def reset(self) -> None:
         self.runs.clear()
@@ -326,9 +347,16 @@ class StageAgent:
             for name, n in self.sink.counts.items():
                 self.metrics.outputs.labels(name).inc(n)
             self.sink.counts.clear()
+        self._save_due(runs)
+
+    def _save_due(self, runs: Iterable[PartitionRun], *, force: bool = False) -> None:
+        """Snapshot the runs whose state changed, if their last snapshot is old enough. Called
+        only between batches, when every output of the applied records is in Kafka."""
+        now = time.monotonic()
         for run in runs:
-            if run.dirty:
+            if run.dirty and (force or now - run.saved_at >= SNAPSHOT_EVERY_S):
                 self._save(run)
+                run.saved_at = now
 
     def _save(self, run: PartitionRun) -> None:
         run.dirty = False

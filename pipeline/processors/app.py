@@ -67,6 +67,13 @@ class WorkerApp(BulkApp):
         await ensure_topics(self.microdc.bootstrap, list(iter_topics(self.microdc.topic_prefix)))
         await super().on_first_start()
 
+    async def on_stop(self) -> None:
+        # Before Faust stops the consumer and closes the tables: store the stages' state, so a
+        # graceful restart replays nothing.
+        for agent in getattr(self, "microdc_agents", ()):
+            await agent.checkpoint()
+        await super().on_stop()
+
 
 def _brokers(bootstrap: str) -> list[str]:
     return [f"kafka://{server.strip()}" for server in bootstrap.split(",") if server.strip()]

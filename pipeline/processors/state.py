@@ -9,6 +9,9 @@ partition `p`, which Faust's co-partitioning assignor gives to the owner of inpu
 
 from __future__ import annotations
 
+import contextlib
+import json
+import uuid
 import weakref
 import zlib
 from collections.abc import Iterator
@@ -17,9 +20,12 @@ from typing import Any
 
 from faust import streams as faust_streams
 
-#: Values above this size are zlib-compressed (the broker's default message limit is 1 MB).
+#: Snapshots above this size are zlib-compressed.
 COMPRESS_ABOVE = 256 * 1024
-_RAW, _ZLIB = b"m", b"z"
+#: Table values stay below the broker's default message limit (1 MB): larger snapshots (stage 2
+#: holds up to an hour of node minutes: several MB) are split into chunks of this size.
+CHUNK_BYTES = 512 * 1024
+_RAW, _ZLIB, _MANIFEST = b"m", b"z", b"M"
 
 
 class _Message:
@@ -50,7 +56,7 @@ def on_partition(source_topic: str, partition: int) -> Iterator[None]:
 
 
 def pack(snapshot: bytes) -> bytes:
-    """A table value: one format byte, then the snapshot (compressed when large)."""
+    """The stored form: one format byte, then the snapshot (compressed when large)."""
     if len(snapshot) > COMPRESS_ABOVE:
         return _ZLIB + zlib.compress(snapshot, 1)
     return _RAW + snapshot
@@ -66,21 +72,58 @@ def unpack(value: bytes) -> bytes:
 
 
 class SnapshotStore:
-    """Stage snapshots of one table, key = partition number (as text)."""
+    """Stage snapshots of one table, all keys of partition `p` on changelog partition `p`.
+
+    Key `"p"` holds the manifest: which version of the snapshot is current and in how many
+    chunks (`"p.<version>.<i>"`) it is stored. A save writes the new chunks, then the manifest,
+    then deletes the previous chunks; the changelog keeps the order within a partition, so a
+    restored manifest always finds its chunks, and a crash in the middle leaves the previous
+    snapshot whole. Versions are random, so two writers (a zombie after a rebalance) never mix.
+    """
 
     def __init__(self, table: Any, source_topic: str) -> None:
         self.table = table
         self.source_topic = source_topic
+        self._chunks: dict[int, list[str]] = {}
 
     def load(self, partition: int) -> bytes | None:
         with on_partition(self.source_topic, partition):
-            value = self.table.get(str(partition))
-        return unpack(value) if value is not None else None
+            manifest = self.table.get(str(partition))
+            if manifest is None:
+                self._chunks[partition] = []
+                return None
+            if manifest[:1] != _MANIFEST:
+                return unpack(manifest)
+            info = json.loads(manifest[1:])
+            keys = [f"{partition}.{info['version']}.{i}" for i in range(info["chunks"])]
+            parts = [self.table.get(key) for key in keys]
+        missing = [key for key, part in zip(keys, parts, strict=True) if part is None]
+        if missing:
+            raise RuntimeError(f"snapshot chunks {missing} of partition {partition} are missing")
+        self._chunks[partition] = keys
+        return unpack(b"".join(parts))
 
     def save(self, partition: int, snapshot: bytes) -> Any:
-        """Store locally and send to the changelog; returns the changelog send's future."""
-        key, value = str(partition), pack(snapshot)
+        """Store locally and send to the changelog; returns the future of the manifest's send
+        (once it is confirmed, so are the chunks before it)."""
+        packed = pack(snapshot)
+        version = uuid.uuid4().hex[:12]
+        keys = []
         with on_partition(self.source_topic, partition):
-            # What `table[key] = value` does, keeping the future (confirmation -> commit).
-            self.table.data[key] = value
-            return self.table.send_changelog(partition, key, value)
+            for i, start in enumerate(range(0, len(packed), CHUNK_BYTES)):
+                key = f"{partition}.{version}.{i}"
+                self._put(partition, key, packed[start : start + CHUNK_BYTES])
+                keys.append(key)
+            manifest = _MANIFEST + json.dumps({"version": version, "chunks": len(keys)}).encode()
+            fut = self._put(partition, str(partition), manifest)
+            for key in self._chunks.get(partition, []):
+                with contextlib.suppress(KeyError):
+                    del self.table.data[key]
+                self.table.send_changelog(partition, key, None, value_serializer="raw")
+        self._chunks[partition] = keys
+        return fut
+
+    def _put(self, partition: int, key: str, value: bytes) -> Any:
+        # What `table[key] = value` does, for an explicit partition, keeping the future.
+        self.table.data[key] = value
+        return self.table.send_changelog(partition, key, value)

@@ -15,6 +15,7 @@ closing minutes and are compared in full.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
@@ -236,52 +237,101 @@ def test_late_events_match_the_embedded_runner_in_kafka_order(
     assert_same(got, expected)
 
 
+class LiveFeed:
+    """The simulation produced minute by minute from a thread, like a live fleet: each simulated
+    minute is flushed (both co-partitioned topics) before the next one is written, at a fixed
+    pace. Workers consuming it are mid-run whenever one is killed."""
+
+    def __init__(
+        self, bootstrap: str, prefix: str, fleet: Fleet, config: SimConfig, pace_s: float
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.prefix = prefix
+        self.pace_s = pace_s
+        self.batches = list(Simulator(fleet, config).minutes())
+        self.produced = 0
+        self.error: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="live-feed", daemon=True)
+
+    @property
+    def envelopes(self) -> list[Envelope]:
+        return [env for batch in self.batches for env in batch]
+
+    @property
+    def done(self) -> bool:
+        if self.error is not None:
+            raise AssertionError(f"live feed failed: {self.error!r}")
+        return self.produced == len(self.batches)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._produce())
+        except BaseException as exc:  # noqa: BLE001 - reported through `done`
+            self.error = exc
+
+    async def _produce(self) -> None:
+        async with KafkaSink(self.bootstrap, topic_prefix=self.prefix) as sink:
+            for batch in self.batches:
+                if self._stop.is_set():
+                    return
+                await sink.write(batch)
+                await sink.flush()
+                self.produced += 1
+                await asyncio.sleep(self.pace_s)  # the fleet's pace, not a wait on a condition
+
+
 def test_sigkill_and_restart_lose_nothing_and_repeat_identical_values(
     kafka_bootstrap: str, topic_prefix: str, pool: WorkerPool
 ) -> None:
-    """Workers a and b share the partitions; a is SIGKILLed while processing, b takes over all
-    partitions (state from the changelog), a restarts on its own RocksDB and gets its share."""
+    """Workers a and b share a live stream; a is SIGKILLed mid-run, b takes over all partitions
+    (state from the changelog), a restarts on its own RocksDB store and rejoins."""
     fleet = load_fleet()
-    config = SimConfig(start=START, minutes=MINUTES, seed=13, rps_scale=0.2)
-    envelopes = simulate(kafka_bootstrap, topic_prefix, fleet, config)
-    expected = expected_outputs(run_embedded(fleet, from_envelopes(envelopes)))
+    config = SimConfig(start=START, minutes=MINUTES, seed=13, rps_scale=0.15)
+    feed = LiveFeed(kafka_bootstrap, topic_prefix, fleet, config, pace_s=0.25)
+    expected = expected_outputs(run_embedded(fleet, from_envelopes(feed.envelopes)))
 
-    a = pool.add("a", store="rocksdb://").start()
+    # 6 s is the broker's minimum session timeout: b notices a's death that fast.
+    a = pool.add("a", store="rocksdb://", session_timeout_s=6).start()
+    b = pool.add("b", store="rocksdb://", session_timeout_s=6).start()
     a.wait_ready()
-    b = pool.add("b", store="rocksdb://").start()
     b.wait_ready()
-    baseline: dict[int, int] = {}
+    feed.start()
+    try:
 
-    def a_busy_mid_run() -> bool:
-        # a has applied at least 5,000 records to one of its stage-1 partitions since it
-        # (re)loaded it, and not closed 15:00 yet: it dies with work in flight.
-        parts = [p for p in (a.health() or {}).get("stages", []) if p["stage"] == "stage-one"]
-        advanced = False
-        for part in parts:
-            offset = sum(part["offsets"].values())
-            if offset < baseline.get(part["partition"], offset + 1):
-                baseline[part["partition"]] = offset  # first look, or reloaded
-            advanced |= offset - baseline[part["partition"]] >= 5_000
-        closed = [p["last_closed_minute"] or "" for p in parts]
-        return advanced and min(closed) < "2026-03-02T15:00"
+        def a_mid_run() -> bool:
+            parts = [p for p in (a.health() or {}).get("stages", []) if p["stage"] == "stage-one"]
+            applied = sum(sum(p["offsets"].values()) for p in parts)
+            return feed.produced >= 12 and applied > 0
 
-    wait_for(a_busy_mid_run, 90, "worker a to be busy mid-run", every=0.05)
-    a.kill()
+        wait_for(a_mid_run, 60, "worker a to process part of the live stream")
+        a.kill()
+        killed_at = feed.produced
 
-    def b_owns_everything() -> bool:
-        state = b.health() or {}
-        owned = set(state.get("assigned", []))
-        return state.get("status") == "ok" and all(
-            f"{topic_prefix}mdc.request-log[{p}]" in owned for p in range(4)
-        )
+        def b_owns_everything() -> bool:
+            state = b.health() or {}
+            owned = set(state.get("assigned", []))
+            return state.get("status") == "ok" and all(
+                f"{topic_prefix}mdc.request-log[{p}]" in owned for p in range(4)
+            )
 
-    wait_for(b_owns_everything, 60, "worker b to take over a's partitions")
-    a.start()
-    got = wait_for_outputs(kafka_bootstrap, topic_prefix, expected, timeout=120)
+        wait_for(b_owns_everything, 60, "worker b to take over a's partitions")
+        a.start()
+        wait_for(lambda: feed.done, 60, "the live feed to finish")
+        assert killed_at < len(feed.batches), "a was killed after the stream ended"
+        got = wait_for_outputs(kafka_bootstrap, topic_prefix, expected, timeout=120)
+    finally:
+        feed.stop()
     assert_same(got, expected)
     assert a.alive and b.alive
-    owned_by_a = set((a.health() or {}).get("assigned", []))
-    assert any("mdc.request-log" in tp for tp in owned_by_a), "a got no partitions back"
+    assert a.wait_ready()
 
 
 def test_malformed_records_go_to_dead_letters_and_change_nothing_else(

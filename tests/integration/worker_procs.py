@@ -36,9 +36,7 @@ def _die_with_parent() -> Callable[[], None]:
     return preexec
 
 
-def wait_for(
-    check: Callable[[], Any], timeout: float, what: str, every: float = 0.2
-) -> Any:
+def wait_for(check: Callable[[], Any], timeout: float, what: str, every: float = 0.2) -> Any:
     """Poll `check` until it returns something truthy; fail with `what` after `timeout` s."""
     deadline = time.monotonic() + timeout
     while True:
@@ -107,18 +105,14 @@ class Worker:
         if not self.alive:
             raise AssertionError(f"worker {self.name} exited: {self.log_tail()}")
         try:
-            with urllib.request.urlopen(
-                f"http://127.0.0.1:{self.port}/health", timeout=2
-            ) as resp:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2) as resp:
                 data: dict[str, Any] = json.loads(resp.read())
                 return data
         except OSError:
             return None
 
     def metrics(self) -> str:
-        with urllib.request.urlopen(
-            f"http://127.0.0.1:{self.port}/metrics", timeout=2
-        ) as resp:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=2) as resp:
             text: str = resp.read().decode()
             return text
 
@@ -167,5 +161,8 @@ class WorkerPool:
         return worker
 
     def close(self) -> None:
+        for worker in self.workers:  # SIGTERM all first: they shut down in parallel
+            if worker.alive and worker.proc is not None:
+                worker.proc.terminate()
         for worker in self.workers:
             worker.stop()
