@@ -63,6 +63,14 @@ def rss_mb(pid: int) -> float:
     return int(match.group(1)) / 1024 if match else float("nan")
 
 
+def cpu_s(pid: int | None) -> float:
+    """CPU seconds (user + system) process `pid` has used so far (NaN if unknown)."""
+    if pid is None:
+        return float("nan")
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def counter(metrics: str, name: str, label: str | None = None) -> float:
     total = 0.0
     for line in metrics.splitlines():
@@ -72,7 +80,13 @@ def counter(metrics: str, name: str, label: str | None = None) -> float:
 
 
 def run_worker(
-    bootstrap: str, prefix: str, store: str, total_events: int, n_req: int, checkpoints: int
+    bootstrap: str,
+    prefix: str,
+    store: str,
+    total_events: int,
+    n_req: int,
+    checkpoints: int,
+    broker_pid: int | None,
 ) -> dict[str, Any]:
     """Start a worker, time it over the whole backlog, sample RSS; return the figures."""
     port = free_ports(1)[0]
@@ -104,6 +118,7 @@ def run_worker(
             req = counter(metrics, "microdc_events_in_total", f'{REQUEST_LOG.name}"')
             if started is None and events > 0:
                 started = time.perf_counter()
+                cpu0 = cpu_s(proc.pid), cpu_s(broker_pid)
             while marks and events >= marks[0]:
                 marks.pop(0)
                 samples.append((events, req, rss_mb(proc.pid)))
@@ -115,8 +130,9 @@ def run_worker(
                 )
                 if idle:
                     finished = time.perf_counter()
+                    cpu1 = cpu_s(proc.pid), cpu_s(broker_pid)
                     break
-            time.sleep(0.02)
+            time.sleep(0.2)  # polling costs the worker CPU: keep it rare
         assert started is not None
         busy = counter(metrics, "microdc_batch_seconds_total")
         rss_end = rss_mb(proc.pid)
@@ -130,6 +146,8 @@ def run_worker(
             "rss_end_mb": rss_end,
             "open_minutes": open_minutes,
             "outputs": counter(metrics, "microdc_outputs_total"),
+            "worker_cpu_share": (cpu1[0] - cpu0[0]) / (finished - started),
+            "broker_cpu_share": (cpu1[1] - cpu0[1]) / (finished - started),
         }
     finally:
         proc.terminate()
@@ -240,7 +258,15 @@ def main() -> int:
         raw_before = asyncio.run(consume(bootstrap, topic, REQUEST_LOG.partitions, n_req, True))
         core_n, core_s = embedded_rate(fleet, config, min(total, 500_000))
         console.print("running the worker...")
-        worker = run_worker(bootstrap, prefix, args.store, total, n_req, args.checkpoints)
+        worker = run_worker(
+            bootstrap,
+            prefix,
+            args.store,
+            total,
+            n_req,
+            args.checkpoints,
+            broker.pid if broker is not None else None,
+        )
         raw_after = asyncio.run(consume(bootstrap, topic, REQUEST_LOG.partitions, n_req, True))
         raw_s = (raw_before + raw_after) / 2
         stock = (
@@ -296,6 +322,10 @@ def main() -> int:
         f"worker: {worker['seconds']:.1f} s wall, {busy:.0%} of it inside batch processing; "
         f"{worker['outputs']:,.0f} output records; {worker['open_minutes']:.0f} open minutes "
         "at the end"
+    )
+    console.print(
+        f"CPU while the worker ran: worker process {worker['worker_cpu_share']:.0%} of a core, "
+        f"broker JVM {worker['broker_cpu_share']:.0%} (machine: {os.cpu_count()} cores)"
     )
     rss = Table(title="worker RSS vs events consumed")
     for col in ("events consumed", "request-log", "RSS MiB"):

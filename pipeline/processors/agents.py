@@ -10,9 +10,10 @@ Crash consistency (the order "outputs -> state -> offset"):
 
 1. A batch is applied in the merged order of `merge.Merger`, skipping what the stage's own
    offsets say it has applied (`stage.seen`).
-2. Its outputs are sent and *awaited* (acks from the broker) before the next batch.
-3. Between batches, at most every `SNAPSHOT_EVERY_S` (and on revocation and shutdown), the stage
-   snapshot - state plus the last applied offset per source, one value - is written to the
+2. Its outputs are sent; the next batch does not wait for their acks.
+3. Between batches, at most every `SNAPSHOT_EVERY_S` (and on revocation and shutdown), the agent
+   waits until every output sent so far is acknowledged by the broker, then writes the stage
+   snapshot - state plus the last applied offset per source, one value - to the
    changelog-backed table, keyed by partition. Everything it covers is already in Kafka.
 4. Offsets are committed to the group only once that snapshot's changelog write is confirmed,
    and they are advisory: whenever a partition is (re)loaded its snapshot decides where to read,
@@ -42,6 +43,7 @@ from pipeline.contracts.codec import decoder
 from pipeline.contracts.outputs import LateEvent, SiteMinute, StageOne
 from pipeline.contracts.records import FacilitySample, GridIntensity, NodeSample, RequestLog
 from pipeline.fleet.model import Fleet
+from pipeline.metrics.energy import epoch_ms
 from pipeline.processors.merge import KafkaRecord, Merger
 from pipeline.processors.sink import OutputSink
 from pipeline.processors.state import SnapshotStore, on_partition
@@ -174,7 +176,7 @@ class StageAgent:
                 if waiting:
                     await self._process(waiting)
                 await self._unstick()
-            self._save_due(self.runs.values())
+            await self._save_due(self.runs.values())
             await self._commit()
 
     async def _unstick(self) -> None:
@@ -215,14 +217,17 @@ class StageAgent:
         """A rebalance starts: finish the batch in hand, store every partition's state (the new
         owner then replays little), then forget them all."""
         async with self.lock:
-            self._save_due(self.runs.values(), force=True)
+            try:
+                await self._save_due(self.runs.values(), force=True)
+            except Exception as exc:  # noqa: BLE001 - the new owner replays from the last snapshot
+                log.warning("%s: no snapshot at revocation (%r)", self.stage_name, exc)
             self.reset()
 
     async def checkpoint(self) -> None:
         """The worker stops: store every partition's state and take no more batches."""
         async with self.lock:
             self.stopping = True
-            self._save_due(self.runs.values(), force=True)
+            await self._save_due(self.runs.values(), force=True)
 
     def reset(self) -> None:
         self.runs.clear()
@@ -347,16 +352,21 @@ class StageAgent:
             for name, n in self.sink.counts.items():
                 self.metrics.outputs.labels(name).inc(n)
             self.sink.counts.clear()
-        self._save_due(runs)
+        await self._save_due(runs)
 
-    def _save_due(self, runs: Iterable[PartitionRun], *, force: bool = False) -> None:
+    async def _save_due(self, runs: Iterable[PartitionRun], *, force: bool = False) -> None:
         """Snapshot the runs whose state changed, if their last snapshot is old enough. Called
-        only between batches, when every output of the applied records is in Kafka."""
+        between batches; first waits until the broker has acknowledged every output sent so far
+        (outputs of later batches are not waited for batch by batch: they travel while the
+        next batch is processed)."""
         now = time.monotonic()
-        for run in runs:
-            if run.dirty and (force or now - run.saved_at >= SNAPSHOT_EVERY_S):
-                self._save(run)
-                run.saved_at = now
+        due = [r for r in runs if r.dirty and (force or now - r.saved_at >= SNAPSHOT_EVERY_S)]
+        if not due:
+            return
+        await self.sink.drain()
+        for run in due:
+            self._save(run)
+            run.saved_at = now
 
     def _save(self, run: PartitionRun) -> None:
         run.dirty = False
@@ -557,7 +567,7 @@ class StageTwoAgent(StageAgent):
 
     def _lookups(self, row: SiteMinute) -> None:
         """Latest PUE per site and grid intensity per zone, for any worker to read."""
-        stamp = _iso(int(row.window_start.timestamp() * 1000))
+        stamp = _iso(epoch_ms(row.window_start))
         with on_partition(self.snapshots.source_topic, 0):
             self.pue_table[row.site_id] = {
                 "window_start": stamp,

@@ -27,7 +27,7 @@ from pipeline.fleet.model import Fleet
 from pipeline.kafka_admin import ensure_topics
 from pipeline.processors.agents import Source, StageAgent, StageOneAgent, StageTwoAgent
 from pipeline.processors.state import SnapshotStore
-from pipeline.processors.transport import BulkApp
+from pipeline.processors.transport import BulkApp, lean_records
 from pipeline.processors.web import StageCollector, WorkerMetrics, install_views
 
 STORES = ("rocksdb://", "memory://")
@@ -164,6 +164,7 @@ def create_app(config: WorkerConfig) -> WorkerApp:
     for agent in agents:
         for source in agent.sources:
             app.bulk_routes[source.topic] = agent.handle
+    lean_records(app.bulk_routes)
     app.microdc_agents = agents  # type: ignore[attr-defined]
 
     @app.timer(TICK_S)

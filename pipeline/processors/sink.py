@@ -1,5 +1,6 @@
-"""Output records of one batch: JSON-encoded, keyed by their topic contract, sent together and
-awaited together (a stage's snapshot is stored only after its outputs are in Kafka)."""
+"""Output records of a stage: JSON-encoded, keyed by their topic contract, sent batch by batch
+and awaited together before a snapshot (a stage's snapshot is stored only after its outputs
+are in Kafka)."""
 
 from __future__ import annotations
 
@@ -45,14 +46,20 @@ def message_key(spec: TopicSpec, record: Any) -> bytes | None:
     return None if value is None else str(value).encode()
 
 
+#: `flush()` waits for the broker's acks when this many sends are unacknowledged.
+MAX_IN_FLIGHT = 50_000
+
+
 class OutputSink:
-    """Collects encoded outputs; `flush()` sends them in order and waits for the broker's acks."""
+    """Collects encoded outputs; `flush()` sends them in order, `drain()` waits until the broker
+    has acknowledged everything sent so far (and raises the first failed send)."""
 
     def __init__(self, app: Any, prefix: str) -> None:
         self._app = app
         self._prefix = prefix
         self._pending: list[tuple[str, bytes | None, bytes, int | None]] = []
         self.counts: Counter[str] = Counter()
+        self._in_flight: list[asyncio.Future[Any]] = []
 
     def add(self, record: Any, *, partition: int | None = None) -> None:
         """Queue `record` for its topic; `partition` pins it (e.g. late events stay with their
@@ -78,4 +85,11 @@ class OutputSink:
                 await producer.send(f"{self._prefix}{name}", key, value, partition, None, None)
             )
             self.counts[name] += 1
-        await asyncio.gather(*futures)
+        self._in_flight += futures
+        if len(self._in_flight) >= MAX_IN_FLIGHT:
+            await self.drain()  # backpressure, and memory stays bounded between snapshots
+
+    async def drain(self) -> None:
+        in_flight, self._in_flight = self._in_flight, []
+        if in_flight:
+            await asyncio.gather(*in_flight)

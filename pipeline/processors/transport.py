@@ -9,6 +9,10 @@ For the topics registered in `BulkApp.bulk_routes` this consumer passes each fet
 membership, the co-partitioning assignor, rebalancing, table recovery, the producer and the web
 server all stay Faust's.
 
+For bulk topics the fetcher also skips aiokafka's per-record `ConsumerRecord` (see
+`lean_records`): the handlers get the record objects of the decoded batch, which carry the offset,
+timestamp, key and value they use.
+
 Bulk topics are declared with `acks=False`: Faust neither tracks nor commits their offsets. The
 handlers own their position (the stage snapshots carry it), seek where it says and commit it.
 """
@@ -16,14 +20,59 @@ handlers own their position (the stage snapshots carry it), seek where it says a
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import faust
+from aiokafka.consumer import fetcher as aiokafka_fetcher
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 #: handler(generation_id, fetch_seq, {tp: [ConsumerRecord, ...]}) - from the fetch loop, in order.
 BulkHandler = Callable[[int, int, Mapping[Any, list[Any]]], Awaitable[None]]
+
+
+#: Topics whose fetched records skip `ConsumerRecord` (one app per worker process).
+_LEAN_TOPICS: set[str] = set()
+_consumer_record = aiokafka_fetcher.PartitionRecords._consumer_record
+
+
+def _lean_consumer_record(self: Any, tp: Any, record: Any) -> Any:
+    if tp.topic in _LEAN_TOPICS:
+        return record  # aiokafka's DefaultRecord: offset, timestamp, key, value, headers
+    return _consumer_record(self, tp, record)
+
+
+def lean_records(topics: Iterable[str]) -> None:
+    """Have the fetcher hand the records of `topics` over as they come out of the record batch.
+
+    aiokafka wraps every record in a `ConsumerRecord` dataclass on the consumer thread, which
+    holds the GIL the stages need: about a quarter of a worker's CPU at 70,000 events/s. The
+    bulk handlers read only `offset`, `timestamp`, `key` and `value`, which aiokafka's own
+    record objects (`DefaultRecord`, C or Python) already have, so for bulk topics the wrapper
+    is skipped. Other topics (changelogs, ordinary agents) are unaffected.
+    """
+    _LEAN_TOPICS.update(topics)
+    aiokafka_fetcher.PartitionRecords._consumer_record = _lean_consumer_record
+
+
+#: How long the broker may hold a fetch when none of its partitions has new data (Faust: 1.5 s).
+FETCH_MAX_WAIT_MS = 50
+
+
+class BulkConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):  # type: ignore[misc]
+    """Faust's consumer thread with short fetch long-polls.
+
+    aiokafka keeps one fetch in flight per broker. When the partitions without buffered records
+    are all caught up (facility, grid, node minutes), that fetch is a long poll the broker holds
+    for `fetch_max_wait_ms` - and the request-log partitions, drained meanwhile, wait behind it:
+    with Faust's 1,500 ms a worker idled a third of the time on a backlog. 50 ms costs at most 20
+    empty fetches a second on an idle worker.
+    """
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read when the consumer starts
+        return consumer
 
 
 class BulkConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
@@ -40,6 +89,9 @@ class BulkConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
 
     _prefetch: asyncio.Future[tuple[Any, Any, int, int]] | None = None
     fetch_seq: int = 0
+
+    def _new_consumer_thread(self) -> BulkConsumerThread:
+        return BulkConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     def _start_fetch(self, timeout: float) -> asyncio.Future[tuple[Any, Any, int, int]]:
         self.fetch_seq += 1

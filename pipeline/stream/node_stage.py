@@ -20,11 +20,14 @@ from pipeline.contracts.records import NodeSample, RequestLog
 from pipeline.fleet.model import Fleet, Node
 from pipeline.metrics.carbon import embodied_g_per_minute
 from pipeline.metrics.energy import (
+    EPOCH,
     IDLE_SERVICE,
     MINUTE_MS,
+    ONE_MS,
     UWH_PER_WH,
     ServiceBusy,
     attribute,
+    epoch_ms,
     minute_of,
     split_sample,
 )
@@ -135,7 +138,7 @@ class NodeStage:
         if node is None:
             raise UnknownReferenceError(f"node {sample.node_id!r} is not in the fleet")
         clock = self.state.clock
-        observed_ms = int(sample.observed_at.timestamp() * 1000)
+        observed_ms = epoch_ms(sample.observed_at)
         late_uwh = 0
         for minute, uwh, covered in split_sample(observed_ms, sample.interval_s, sample.power_w):
             if clock.is_closed(minute):
@@ -166,7 +169,7 @@ class NodeStage:
     ) -> None:
         if req.node_id not in self._known_nodes:
             raise UnknownReferenceError(f"node {req.node_id!r} is not in the fleet")
-        finished_ms = int(req.finished_at.timestamp() * 1000)
+        finished_ms = (req.finished_at - EPOCH) // ONE_MS  # epoch_ms(), inlined: hot path
         minute = finished_ms - finished_ms % MINUTE_MS
         clock = self.state.clock
         if clock.closed_before_ms is not None and minute < clock.closed_before_ms:

@@ -20,7 +20,7 @@ from pipeline.contracts.partitioning import partition_for
 from pipeline.contracts.records import FacilitySample, GridIntensity
 from pipeline.fleet.model import Fleet, Site
 from pipeline.metrics import carbon
-from pipeline.metrics.energy import IDLE_SERVICE, MINUTE_MS, UWH_PER_WH, split_sample
+from pipeline.metrics.energy import IDLE_SERVICE, MINUTE_MS, UWH_PER_WH, epoch_ms, split_sample
 from pipeline.metrics.sketch import LatencySketch, SketchWire
 from pipeline.metrics.slo import (
     ALL_SITES,
@@ -99,6 +99,7 @@ class SiteStage:
             facility_clock=Clock(lateness_ms=round(lateness_s * 1000))
         )
         self.outputs: list[Output] = []
+        self._needed: dict[int, set[int]] = {}
         self._slo: dict[str, SloTracker] = {
             k: SloTracker.from_bytes(v) for k, v in self.state.slo.items()
         }
@@ -130,12 +131,12 @@ class SiteStage:
     def on_stage_one(self, items: Iterable[NodeMinute | PartitionMark]) -> None:
         for item in items:
             if isinstance(item, PartitionMark):
-                before = int(item.closed_before.timestamp() * 1000)
+                before = epoch_ms(item.closed_before)
                 self.state.partitions = item.partitions
                 if before > self.state.marks.get(item.partition, -1):
                     self.state.marks[item.partition] = before
             else:
-                minute = int(item.window_start.timestamp() * 1000)
+                minute = epoch_ms(item.window_start)
                 if self.state.closed_before_ms is not None and minute < self.state.closed_before_ms:
                     continue  # a re-emission after a stage-1 failover: already accounted for
                 # A stage-1 failover may re-emit a row before this minute closes: identical
@@ -149,7 +150,7 @@ class SiteStage:
         site = self.fleet.site_by_id.get(sample.site_id)
         if site is None:
             raise UnknownReferenceError(f"site {sample.site_id!r} is not in the fleet")
-        observed_ms = int(sample.observed_at.timestamp() * 1000)
+        observed_ms = epoch_ms(sample.observed_at)
         clock = self.state.facility_clock
         for minute, f_uwh, covered in split_sample(
             observed_ms, sample.interval_s, sample.facility_power_w
@@ -174,8 +175,8 @@ class SiteStage:
     def on_grid(self, record: GridIntensity) -> None:
         zone = record.zone
         point = carbon.GridPoint(
-            valid_from_ms=int(record.valid_from.timestamp() * 1000),
-            valid_to_ms=int(record.valid_to.timestamp() * 1000),
+            valid_from_ms=epoch_ms(record.valid_from),
+            valid_to_ms=epoch_ms(record.valid_to),
             gco2e_per_kwh=record.carbon_intensity_gco2e_per_kwh,
             source=record.source,
         )
@@ -198,7 +199,11 @@ class SiteStage:
         parts = self.state.partitions
         if parts is None:
             return None
-        needed = {partition_for(n.node_id.encode(), parts) for n in self.fleet.nodes}
+        needed = self._needed.get(parts)
+        if needed is None:  # the stage-1 partitions that have nodes, once per partition count
+            needed = self._needed[parts] = {
+                partition_for(n.node_id.encode(), parts) for n in self.fleet.nodes
+            }
         if not needed <= self.state.marks.keys():
             return None
         return min(self.state.marks[p] for p in needed)

@@ -13,6 +13,7 @@ from pipeline.metrics.energy import (
     IDLE_SERVICE,
     ServiceBusy,
     attribute,
+    epoch_ms,
     minute_of,
     split_idle,
     split_sample,
@@ -113,3 +114,11 @@ def test_split_parts_cover_the_interval_and_sum_to_the_energy(
     # each part is rounded to 1 µWh: total error at most half a µWh per part
     assert abs(sum(u for _, u, _ in parts) - power * covered / 3.6) <= 0.5 * len(parts) + 1e-6
     assert all(m % 60_000 == 0 for m, _, _ in parts)
+
+
+def test_epoch_ms_is_exact_and_floors_microseconds() -> None:
+    # 2026-03-02T15:00:01.123999Z: 1,772,463,600 s to the hour (hand-computed), + 1.123999 s.
+    when = datetime(2026, 3, 2, 15, 0, 1, 123_999, tzinfo=UTC)
+    assert epoch_ms(when) == 1_772_463_601_123
+    assert epoch_ms(datetime(1970, 1, 1, tzinfo=UTC)) == 0
+    assert epoch_ms(datetime(1969, 12, 31, 23, 59, 59, 999_500, tzinfo=UTC)) == -1
