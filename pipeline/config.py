@@ -16,3 +16,7 @@ class Settings(BaseSettings):
     topic_prefix: str = ""
     fleet: Path | None = None
     kafka_state_dir: Path = Path(".kafka-local")
+    #: Where the Parquet lake lives: a local folder or a pyarrow filesystem URI.
+    lake: str = "out/lake"
+    #: Key of the HMAC that replaces client IPs in the lake; unset: IPs are dropped.
+    lake_ip_secret: str | None = None

@@ -1,0 +1,273 @@
+"""`microdc land`: Kafka topics -> Parquet lake, exactly once per topic/partition/offset.
+
+Its own process and consumer group, not part of the stream worker: landing is I/O and Arrow work
+that would share the worker's one GIL-bound core, it scales and fails independently, and the lake
+keeps filling while workers rebalance. Per owned topic-partition the lander keeps one open
+`SegmentBuffer`; a closed segment is landed by `Lake.write_segment` and only then is its offset
+`last + 1` committed. On assignment, `Lake.recover` decides where to read (the lake wins over
+the committed offset); on revocation, open segments are dropped - the next owner reads them
+again from the lake's position.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+
+from pipeline.kafka_admin import ensure_topics
+from pipeline.lake.datasets import DATASETS, Dataset
+from pipeline.lake.privacy import IpPolicy
+from pipeline.lake.segment import RollPolicy, SegmentBuffer
+from pipeline.lake.store import Lake, PartitionLock
+
+log = logging.getLogger(__name__)
+
+LOCK_WAIT_S = 60.0
+
+
+@dataclass
+class LandStats:
+    rows: int = 0
+    files: int = 0
+    segments: int = 0
+    invalid: int = 0
+    consumed: int = 0
+    rows_by_dataset: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass
+class _Owned:
+    dataset: Dataset
+    buffer: SegmentBuffer
+    lock: PartitionLock
+
+
+class Lander:
+    """Lands `datasets` from Kafka into `lake`; `run()` until `stop()` (or idle, if asked)."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        lake: Lake,
+        *,
+        topic_prefix: str = "",
+        group_id: str = "microdc-land",
+        policy: RollPolicy | None = None,
+        ip_policy: IpPolicy | None = None,
+        datasets: Iterable[Dataset] = DATASETS,
+        on_segment: Callable[[Dataset, int, int, int], None] | None = None,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.lake = lake
+        self.prefix = topic_prefix
+        self.group_id = group_id
+        self.policy = policy or RollPolicy()
+        self.ip_policy = ip_policy or IpPolicy()
+        self.datasets = tuple(datasets)
+        self.by_topic = {f"{topic_prefix}{d.topic.name}": d for d in self.datasets}
+        self.owned: dict[TopicPartition, _Owned] = {}
+        self.watermarks: dict[str, int] = {}  # dataset -> max event ms seen
+        self.stats = LandStats()
+        self.on_segment = on_segment
+        self._stop = asyncio.Event()
+        self._consumer: AIOKafkaConsumer | None = None
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # -- ownership -------------------------------------------------------------------------------
+    async def _assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        for tp in sorted(assigned):
+            if tp in self.owned:
+                continue
+            dataset = self.by_topic[tp.topic]
+            lock = await self._lock(tp)
+            start = await asyncio.to_thread(self.lake.recover, dataset, tp.topic, tp.partition)
+            if start is None:
+                committed = await consumer.committed(tp)
+                if committed is None:
+                    await consumer.seek_to_beginning(tp)
+                else:
+                    consumer.seek(tp, committed)
+            else:
+                consumer.seek(tp, start)
+            log.info("%s[%d]: landing from %s", tp.topic, tp.partition, start)
+            buffer = SegmentBuffer(dataset, tp.topic, tp.partition, self.policy, self.ip_policy)
+            self.owned[tp] = _Owned(dataset, buffer, lock)
+
+    async def _lock(self, tp: TopicPartition) -> PartitionLock:
+        deadline = time.monotonic() + LOCK_WAIT_S
+        while True:
+            lock = self.lake.lock(tp.topic, tp.partition)
+            if lock is not None:
+                return lock
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"{tp.topic}[{tp.partition}] is still being landed by another process "
+                    f"after {LOCK_WAIT_S:.0f} s (lock under {self.lake.root}/_landing/locks)"
+                )
+            await asyncio.sleep(0.2)
+
+    def _revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        for tp in revoked:
+            owned = self.owned.pop(tp, None)
+            if owned is not None:
+                owned.lock.release()  # its open segment is dropped: the next owner re-reads it
+
+    # -- landing ---------------------------------------------------------------------------------
+    async def _land(self, tp: TopicPartition, owned: _Owned) -> None:
+        segment = owned.buffer.take()
+        if segment is None:
+            return
+        if segment.files:
+            await asyncio.to_thread(self.lake.write_segment, owned.dataset, segment)
+        self.stats.segments += 1
+        self.stats.files += len(segment.files)
+        self.stats.rows += segment.rows
+        self.stats.invalid += segment.invalid
+        self.stats.rows_by_dataset[owned.dataset.name] += segment.rows
+        if self.on_segment is not None:
+            self.on_segment(owned.dataset, tp.partition, segment.first, segment.last)
+        assert self._consumer is not None
+        try:
+            await self._consumer.commit({tp: segment.last + 1})
+        except KafkaError as exc:  # advisory: the lake decides where a restart reads
+            log.warning("%s[%d]: offset commit failed (%r)", tp.topic, tp.partition, exc)
+
+    async def run(self, *, until_idle: bool = False, idle_fetches: int = 2) -> LandStats:
+        """Consume and land until `stop()`; with `until_idle`, also stop once every owned
+        partition has been at its log end with nothing buffered for `idle_fetches` fetches."""
+        lander = self
+
+        class Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+            async def on_partitions_revoked(self, revoked: Any) -> None:
+                lander._revoked(revoked)
+
+            async def on_partitions_assigned(self, assigned: Any) -> None:
+                await lander._assigned(assigned)
+
+        # Every topic it lands must exist (with its declared partitions) before subscribing.
+        await ensure_topics(
+            self.bootstrap, [d.topic.with_prefix(self.prefix) for d in self.datasets]
+        )
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            group_id=self.group_id,
+            client_id="microdc-land",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+            fetch_max_wait_ms=200,
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=2_000,
+            metadata_max_age_ms=5_000,
+        )
+        self._consumer = consumer
+        consumer.subscribe(list(self.by_topic), listener=Listener())
+        await consumer.start()
+        quiet: Counter[TopicPartition] = Counter()
+        try:
+            while not self._stop.is_set():
+                try:
+                    batches = await consumer.getmany(timeout_ms=500)
+                except KafkaError as exc:  # broker away: aiokafka reconnects; keep asking
+                    log.warning("fetch failed (%r); retrying", exc)
+                    await asyncio.sleep(0.5)
+                    continue
+                await self._apply(batches)
+                await self._roll(consumer, batches, quiet)
+                if (
+                    until_idle
+                    and self.owned
+                    and all(quiet[tp] >= idle_fetches for tp in self.owned)
+                ):
+                    break
+        finally:
+            self._revoked(list(self.owned))
+            await consumer.stop()
+            self._consumer = None
+        return self.stats
+
+    async def _apply(self, batches: dict[TopicPartition, list[Any]]) -> None:
+        for tp, records in batches.items():
+            owned = self.owned.get(tp)
+            if owned is None:
+                continue  # fetched just before a revocation
+            buffer = owned.buffer
+            self.stats.consumed += len(records)
+            for rec in records:
+                buffer.add(rec.offset, rec.timestamp, rec.value)
+                if buffer.full():
+                    await self._land(tp, owned)
+            if buffer.max_event_ms is not None:
+                name = owned.dataset.name
+                if buffer.max_event_ms > self.watermarks.get(name, buffer.max_event_ms - 1):
+                    self.watermarks[name] = buffer.max_event_ms
+
+    async def _roll(
+        self,
+        consumer: AIOKafkaConsumer,
+        batches: dict[TopicPartition, list[Any]],
+        quiet: Counter[TopicPartition],
+    ) -> None:
+        for tp, owned in list(self.owned.items()):
+            buffer = owned.buffer
+            if buffer.hour_passed(self.watermarks.get(owned.dataset.name)):
+                await self._land(tp, owned)
+            if batches.get(tp):
+                quiet[tp] = 0
+                continue
+            end = consumer.highwater(tp)
+            try:
+                position = await consumer.position(tp)
+            except KafkaError:
+                continue
+            if end is not None and position >= end:
+                quiet[tp] += 1
+                if len(buffer):  # the end of the log: land what is there
+                    await self._land(tp, owned)
+            else:
+                quiet[tp] = 0
+
+
+def run_land(
+    bootstrap: str,
+    lake: Lake,
+    *,
+    until_idle: bool = False,
+    report: Callable[[LandStats], None] | None = None,
+    report_every_s: float = 5.0,
+    **kwargs: Any,
+) -> LandStats:
+    """Run a `Lander` in this process until SIGINT/SIGTERM (or idle); returns its totals."""
+    import signal
+
+    async def main() -> LandStats:
+        lander = Lander(bootstrap, lake, **kwargs)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, lander.stop)
+
+        async def reporter() -> None:
+            while True:
+                await asyncio.sleep(report_every_s)
+                if report is not None:
+                    report(lander.stats)
+
+        task = asyncio.create_task(reporter())
+        try:
+            return await lander.run(until_idle=until_idle)
+        finally:
+            task.cancel()
+
+    return asyncio.run(main())

@@ -1,0 +1,219 @@
+"""Segments: the unit of exactly-once landing (pure: no I/O).
+
+A segment is a contiguous offset range `[first, last]` of one topic-partition. Its valid records
+are grouped by hive partition (date, site) and become one Parquet file per group, all named
+`<topic>+<partition>+<first>-<last>.parquet`; every file records in its footer how many files
+the segment has, so a restart can tell a whole segment from one a crash cut short.
+
+When a segment ends (`RollPolicy`), never by the wall clock:
+- `max_rows` valid rows or `max_bytes` of record payload;
+- an event-time boundary: the segment holds rows of one UTC hour (by its first row); it rolls
+  when the writer's event-time watermark (max event time seen on any of its partitions minus
+  the allowed lateness) passes the end of that hour - so a quiet partition rolls too, as the
+  others advance;
+- the end of the log: the driver rolls a partition it has read to its high watermark and that
+  stayed there for a whole fetch (a bounded input, a paused producer).
+Invalid records take part in the range (they are consumed) but not in any file.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import timedelta
+from operator import attrgetter
+from typing import Any
+
+import msgspec
+import pyarrow as pa
+
+from pipeline.contracts.codec import decoder
+from pipeline.lake.datasets import HASHED_IP, RAW_IP, Dataset
+from pipeline.lake.paths import file_name, partition_value
+from pipeline.lake.privacy import IpPolicy
+from pipeline.metrics.energy import EPOCH, ONE_MS
+
+HOUR_MS = 3_600_000
+DAY_MS = 86_400_000
+#: Footer key: {"topic", "partition", "first", "last", "files"} of the file's segment.
+SEGMENT_META = b"microdc.segment"
+
+
+@dataclass(frozen=True)
+class RollPolicy:
+    max_rows: int = 250_000
+    max_bytes: int = 64 * 1024 * 1024
+    lateness_ms: int = 120_000
+
+
+@dataclass
+class SegmentFile:
+    """One file of a segment: its directory below the dataset and its rows."""
+
+    directory: str
+    name: str
+    table: pa.Table
+
+
+@dataclass
+class Segment:
+    topic: str
+    partition: int
+    first: int
+    last: int
+    files: list[SegmentFile]
+    rows: int
+    invalid: int
+
+
+@dataclass
+class _Group:
+    records: list[Any] = field(default_factory=list)
+    offsets: list[int] = field(default_factory=list)
+    timestamps: list[int] = field(default_factory=list)
+
+
+class SegmentBuffer:
+    """The open segment of one topic-partition."""
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        topic: str,
+        partition: int,
+        policy: RollPolicy,
+        ip_policy: IpPolicy,
+    ) -> None:
+        self.dataset = dataset
+        self.topic = topic
+        self.partition = partition
+        self.policy = policy
+        self.ip_policy = ip_policy
+        self._decode = decoder(dataset.record_type).decode
+        self._columns = dataset.columns
+        self._time_field = dataset.time_field
+        self._time_is_ms = dataset.time_is_ms
+        self._partition_field = dataset.partition_field
+        self._dates: dict[int, str] = {}
+        self._reset()
+
+    def _reset(self) -> None:
+        self.first: int | None = None
+        self.last: int | None = None
+        self.rows = 0
+        self.bytes = 0
+        self.invalid = 0
+        self.hour_end: int | None = None
+        self.max_event_ms: int | None = None
+        self._groups: dict[tuple[str, str | None], _Group] = {}
+
+    def __len__(self) -> int:
+        """Records consumed into this segment (valid or not)."""
+        return 0 if self.first is None or self.last is None else self.last - self.first + 1
+
+    def add(self, offset: int, timestamp_ms: int, value: bytes | None) -> str | None:
+        """Take one consumed record; returns why it is not landed (invalid), else None."""
+        if self.first is None:
+            self.first = offset
+        self.last = offset
+        try:
+            if value is None:
+                raise msgspec.DecodeError("empty message value (a tombstone)")
+            record = self._decode(value)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            self.invalid += 1
+            return str(exc)
+        if self._time_field is None:
+            event_ms = timestamp_ms
+        elif self._time_is_ms:
+            event_ms = int(getattr(record, self._time_field))
+        else:
+            event_ms = (getattr(record, self._time_field) - EPOCH) // ONE_MS
+        day = event_ms // DAY_MS
+        date = self._dates.get(day)
+        if date is None:
+            date = self._dates[day] = (EPOCH + timedelta(days=day)).strftime("%Y-%m-%d")
+        key = (date, getattr(record, self._partition_field) if self._partition_field else None)
+        group = self._groups.get(key)
+        if group is None:
+            group = self._groups[key] = _Group()
+        group.records.append(record)
+        group.offsets.append(offset)
+        group.timestamps.append(timestamp_ms)
+        self.rows += 1
+        self.bytes += len(value)
+        if self.hour_end is None:
+            self.hour_end = event_ms - event_ms % HOUR_MS + HOUR_MS
+        if self.max_event_ms is None or event_ms > self.max_event_ms:
+            self.max_event_ms = event_ms
+        return None
+
+    def full(self) -> bool:
+        return self.rows >= self.policy.max_rows or self.bytes >= self.policy.max_bytes
+
+    def hour_passed(self, watermark_ms: int | None) -> bool:
+        """The writer's watermark (max event time - lateness) passed this segment's hour."""
+        return (
+            self.hour_end is not None
+            and watermark_ms is not None
+            and watermark_ms - self.policy.lateness_ms >= self.hour_end
+        )
+
+    def take(self) -> Segment | None:
+        """Close the segment: its files (possibly none: all invalid); None when empty."""
+        if self.first is None or self.last is None:
+            return None
+        files = []
+        groups = sorted(self._groups.items(), key=lambda item: (item[0][0], item[0][1] or ""))
+        meta = {
+            SEGMENT_META: json.dumps(
+                {
+                    "topic": self.topic,
+                    "partition": self.partition,
+                    "first": self.first,
+                    "last": self.last,
+                    "files": len(groups),
+                }
+            ).encode()
+        }
+        schema = self.dataset.schema.with_metadata(meta)
+        name = file_name(self.topic, self.partition, self.first, self.last)
+        for (date, value), group in groups:
+            directory = f"date={date}"
+            if self.dataset.partition_field is not None:
+                directory += f"/{self.dataset.partition_field}={partition_value(value)}"
+            records = group.records
+            arrays = []
+            for column in self._columns:
+                values = list(map(attrgetter(column), records))
+                if column == RAW_IP:
+                    values = [self.ip_policy(ip) for ip in values]
+                    column = HASHED_IP
+                arrow_type = schema.field(column).type
+                if pa.types.is_timestamp(arrow_type):
+                    arrays.append(_timestamps(values, arrow_type))
+                else:
+                    arrays.append(pa.array(values, type=arrow_type))
+            n = len(records)
+            arrays += [
+                pa.repeat(pa.scalar(self.topic, pa.string()), n),
+                pa.repeat(pa.scalar(self.partition, pa.int32()), n),
+                pa.array(group.offsets, pa.int64()),
+                pa.array(group.timestamps, pa.timestamp("ms", tz="UTC")),
+            ]
+            files.append(SegmentFile(directory, name, pa.Table.from_arrays(arrays, schema=schema)))
+        segment = Segment(
+            self.topic, self.partition, self.first, self.last, files, self.rows, self.invalid
+        )
+        self._reset()
+        return segment
+
+
+_ONE_US = timedelta(microseconds=1)
+
+
+def _timestamps(values: list[Any], arrow_type: pa.DataType) -> pa.Array:
+    """Aware datetimes -> a timestamp array, via integers: pyarrow converts aware datetimes
+    one time-zone lookup at a time (about 1.6 us each; this is 0.5 us)."""
+    micros = [None if v is None else (v - EPOCH) // _ONE_US for v in values]
+    return pa.array(micros, pa.int64()).cast(arrow_type)

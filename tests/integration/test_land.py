@@ -1,0 +1,247 @@
+"""`microdc land` against a real broker: SIGKILLed at random moments and restarted, and across a
+broker restart, the lake ends up with every valid produced record exactly once.
+
+"Valid produced records" are read back from the input topics themselves and checked against
+their contracts, so the expectation is (topic, partition, offset) of every valid record in the
+log; the lake's lineage columns give the same triple for every landed row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import msgspec
+import pyarrow.dataset as pads
+import pytest
+
+from pipeline.contracts import INPUT_TOPICS, TopicSpec
+from pipeline.contracts.codec import decoder
+from pipeline.fleet import load_fleet
+from pipeline.kafka_admin import ensure_topics_sync
+from pipeline.lake import BY_NAME, Lake
+from pipeline.localkafka import LocalKafka
+from pipeline.simulate import FaultConfig, KafkaSink, SimConfig, Simulator
+from tests.integration.kafka_read import read_topics
+from tests.integration.worker_procs import _die_with_parent, wait_for
+
+START = datetime(2026, 3, 2, 23, 30, tzinfo=UTC)  # crosses midnight: two date partitions
+BRONZE = [d for d in BY_NAME.values() if d.layer == "bronze"]
+SECRET = "test-secret"
+
+
+class Lander:
+    """`microdc land` as a child process (dies with the test process)."""
+
+    def __init__(self, bootstrap: str, prefix: str, lake: Path, log: Path, max_rows: int) -> None:
+        self.cmd = [
+            str(Path(sys.executable).parent / "microdc"),
+            "land",
+            "--bootstrap",
+            bootstrap,
+            "--topic-prefix",
+            prefix,
+            "--lake",
+            str(lake),
+            "--group-id",
+            f"{prefix}land",
+            "--max-rows",
+            str(max_rows),
+        ]
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Lander:
+        env = {**os.environ, "MICRODC_LAKE_IP_SECRET": SECRET}
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                self.cmd,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                preexec_fn=_die_with_parent(),
+            )
+        return self
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        return self.proc.wait(30)
+
+    def check_alive(self) -> None:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(
+                f"lander exited {self.proc.returncode}: {self.log.read_text()[-3000:]}"
+            )
+
+
+class Feed:
+    """Simulated minutes produced from a thread at a fixed pace, like a live fleet."""
+
+    def __init__(self, bootstrap: str, prefix: str, config: SimConfig, pace_s: float) -> None:
+        self.bootstrap, self.prefix, self.pace_s = bootstrap, prefix, pace_s
+        self.batches = list(Simulator(load_fleet(), config).minutes())
+        self.produced = 0
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @property
+    def total(self) -> int:
+        return sum(len(b) for b in self.batches)
+
+    @property
+    def done(self) -> bool:
+        if self.error is not None:
+            raise AssertionError(f"feed failed: {self.error!r}")
+        return self.produced == len(self.batches)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._produce())
+        except BaseException as exc:  # noqa: BLE001 - reported through `done`
+            self.error = exc
+
+    async def _produce(self) -> None:
+        async with KafkaSink(self.bootstrap, topic_prefix=self.prefix) as sink:
+            for batch in self.batches:
+                await sink.write(batch)
+                await sink.flush()
+                self.produced += 1
+                await asyncio.sleep(self.pace_s)
+
+
+def valid_offsets(bootstrap: str, topics: list[TopicSpec], total: int) -> set[tuple[str, int, int]]:
+    """(topic, partition, offset) of every record in `topics` that passes its contract."""
+    by_name = {spec.name: spec for spec in topics}
+    valid = set()
+    for rec in read_topics(bootstrap, topics, total, timeout=120):
+        spec = by_name[rec.topic]
+        assert spec.record_type is not None
+        try:
+            decoder(spec.record_type).decode(rec.value)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            continue
+        valid.add((rec.topic, rec.partition, rec.offset))
+    return valid
+
+
+def landed(lake: Path) -> Counter[tuple[str, int, int]]:
+    rows: Counter[tuple[str, int, int]] = Counter()
+    for dataset in BRONZE:
+        root = lake / dataset.path
+        if not root.exists():
+            continue
+        table = (
+            pads.dataset(root, format="parquet", partitioning="hive")
+            .to_table(columns=["_topic", "_partition", "_offset"])
+            .to_pydict()
+        )
+        rows.update(zip(table["_topic"], table["_partition"], table["_offset"], strict=True))
+    return rows
+
+
+@pytest.fixture
+def input_topics(kafka_bootstrap: str, topic_prefix: str) -> Iterator[list[TopicSpec]]:
+    specs = [spec.with_prefix(topic_prefix) for spec in INPUT_TOPICS]
+    ensure_topics_sync(kafka_bootstrap, specs)
+    yield specs
+
+
+def test_sigkill_at_random_moments_loses_and_duplicates_nothing(
+    kafka_bootstrap: str, topic_prefix: str, input_topics: list[TopicSpec], tmp_path: Path
+) -> None:
+    seed = random.randrange(1 << 30)
+    rng = random.Random(seed)
+    faults = FaultConfig(malformed=0.002, late=0.01, duplicate=0.005, out_of_order=0.01)
+    config = SimConfig(start=START, minutes=40, seed=17, rps_scale=0.12, faults=faults)
+    feed = Feed(kafka_bootstrap, topic_prefix, config, pace_s=0.35)
+    assert feed.total >= 200_000, f"only {feed.total} events"
+    lake = tmp_path / "lake"
+    lander = Lander(kafka_bootstrap, topic_prefix, lake, tmp_path / "land.log", max_rows=4_000)
+    lander.start()
+    feed.start()
+    kills = 0
+    while kills < 5 or not feed.done:
+        wait_for(lambda: landed_files(lake) > 0, 60, "the lander to land something")
+        # A random moment: mid-segment, mid-write or between landing and commit.
+        threading.Event().wait(rng.uniform(0.2, 2.5))
+        lander.check_alive()
+        lander.kill()
+        kills += 1
+        lander.start()
+    expected = valid_offsets(kafka_bootstrap, input_topics, feed.total)
+    wait_for(
+        lambda: set(landed(lake)) >= expected, 180, f"every valid record (seed {seed})", every=1
+    )
+    assert lander.stop() == 0
+    rows = landed(lake)
+    duplicates = {k: n for k, n in rows.items() if n > 1}
+    assert not duplicates, f"seed {seed}: {len(duplicates)} rows landed twice"
+    assert set(rows) == expected, f"seed {seed}: extra {len(set(rows) - expected)}"
+    assert kills >= 5
+    # Nothing half-written is left: no temps, and every file belongs to a whole segment.
+    assert not [p for p in lake.rglob(".*") if p.is_file() and "_landing" not in p.parts]
+    store = Lake(lake)
+    for dataset in BRONZE:
+        for topic_partition in {(r[0], r[1]) for r in rows if r[0].endswith(dataset.topic.name)}:
+            assert store.recover(dataset, *topic_partition) is not None
+
+
+def landed_files(lake: Path) -> int:
+    return sum(1 for _ in lake.rglob("*.parquet")) if lake.exists() else 0
+
+
+def test_a_broker_restart_mid_run_is_survived_without_help(
+    tmp_path_factory: pytest.TempPathFactory, topic_prefix: str, tmp_path: Path
+) -> None:
+    kafka = LocalKafka(tmp_path_factory.mktemp("restart-kafka"))
+    bootstrap = kafka.start()
+    try:
+        specs = [spec.with_prefix(topic_prefix) for spec in INPUT_TOPICS]
+        ensure_topics_sync(bootstrap, specs)
+        config = SimConfig(start=START, minutes=12, seed=3, rps_scale=0.05)
+        feed = Feed(bootstrap, topic_prefix, config, pace_s=0.0)
+        first, second = feed.batches[:6], feed.batches[6:]
+        lake = tmp_path / "lake"
+        lander = Lander(bootstrap, topic_prefix, lake, tmp_path / "land.log", max_rows=2_000)
+        lander.start()
+        feed.batches = first
+        feed.start()
+        wait_for(lambda: feed.done, 60, "the first half to be produced")
+        wait_for(lambda: sum(landed(lake).values()) > 0, 60, "some rows to land")
+        kafka.restart()
+        lander.check_alive()
+        second_feed = Feed.__new__(Feed)
+        second_feed.__dict__.update(feed.__dict__)
+        second_feed.batches, second_feed.produced, second_feed.error = second, 0, None
+        second_feed._thread = threading.Thread(target=second_feed._run, daemon=True)
+        second_feed.start()
+        wait_for(lambda: second_feed.done, 60, "the second half to be produced")
+        total = sum(len(b) for b in first + second)
+        expected = valid_offsets(bootstrap, specs, total)
+        wait_for(lambda: set(landed(lake)) >= expected, 120, "every record after the restart")
+        lander.check_alive()
+        assert lander.stop() == 0
+        rows = landed(lake)
+        assert max(rows.values()) == 1 and set(rows) == expected
+    finally:
+        kafka.stop()
