@@ -1,7 +1,8 @@
 """The Parquet lake: exactly-once landing of topics (bronze inputs, silver outputs), compaction.
 
 Pure parts: `paths`, `arrow_schema`, `datasets`, `segment`, `privacy`. I/O: `store` (files),
-`land` (Kafka driver, `microdc land`).
+`land` (Kafka driver, `microdc land`), `embedded` (the demo's landing), `compact`
+(`microdc lake compact`).
 """
 
 from pipeline.lake.datasets import BY_NAME, DATASETS, Dataset, dataset_for

@@ -23,9 +23,10 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
 from pipeline.kafka_admin import ensure_topics
+from pipeline.kafka_records import lean_records
 from pipeline.lake.datasets import DATASETS, Dataset
 from pipeline.lake.privacy import IpPolicy
-from pipeline.lake.segment import RollPolicy, SegmentBuffer
+from pipeline.lake.segment import RollPolicy, SegmentBuffer, SegmentDraft
 from pipeline.lake.store import Lake, PartitionLock
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,8 @@ class _Owned:
     dataset: Dataset
     buffer: SegmentBuffer
     lock: PartitionLock
+    #: The segment being built and written (in a thread) while the buffer fills the next one.
+    landing: asyncio.Task[None] | None = None
 
 
 class Lander:
@@ -118,31 +121,58 @@ class Lander:
                 )
             await asyncio.sleep(0.2)
 
-    def _revoked(self, revoked: Iterable[TopicPartition]) -> None:
-        for tp in revoked:
+    async def _revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        for tp in list(revoked):
             owned = self.owned.pop(tp, None)
-            if owned is not None:
-                owned.lock.release()  # its open segment is dropped: the next owner re-reads it
+            if owned is None:
+                continue
+            try:
+                if owned.landing is not None:  # finish what is being written, then let go
+                    await owned.landing
+            except Exception as exc:  # noqa: BLE001 - the next owner recovers from the lake
+                log.warning("%s[%d]: last segment not landed (%r)", tp.topic, tp.partition, exc)
+            finally:
+                owned.lock.release()  # the open segment is dropped: the next owner re-reads it
 
     # -- landing ---------------------------------------------------------------------------------
     async def _land(self, tp: TopicPartition, owned: _Owned) -> None:
-        segment = owned.buffer.take()
-        if segment is None:
+        """Close the open segment and land it in the background: building its Arrow tables
+        (Arrow's JSON reader) and writing its files run in a thread, off the event loop, while
+        the next records come in. One landing per partition at a time, in offset order."""
+        draft = owned.buffer.take_draft()
+        if draft is None:
             return
+        if owned.landing is not None:
+            await owned.landing  # backpressure, and raises if the previous landing failed
+        owned.landing = asyncio.create_task(self._finish(tp, owned.dataset, draft))
+
+    async def _finish(self, tp: TopicPartition, dataset: Dataset, draft: SegmentDraft) -> None:
+        segment = await asyncio.to_thread(draft.build)
         if segment.files:
-            await asyncio.to_thread(self.lake.write_segment, owned.dataset, segment)
+            await asyncio.to_thread(self.lake.write_segment, dataset, segment)
         self.stats.segments += 1
         self.stats.files += len(segment.files)
         self.stats.rows += segment.rows
         self.stats.invalid += segment.invalid
-        self.stats.rows_by_dataset[owned.dataset.name] += segment.rows
+        self.stats.rows_by_dataset[dataset.name] += segment.rows
         if self.on_segment is not None:
-            self.on_segment(owned.dataset, tp.partition, segment.first, segment.last)
+            self.on_segment(dataset, tp.partition, segment.first, segment.last)
         assert self._consumer is not None
         try:
             await self._consumer.commit({tp: segment.last + 1})
         except KafkaError as exc:  # advisory: the lake decides where a restart reads
             log.warning("%s[%d]: offset commit failed (%r)", tp.topic, tp.partition, exc)
+
+    def _landing(self) -> bool:
+        """True while any segment is still being landed (raises if one failed)."""
+        busy = False
+        for owned in self.owned.values():
+            task = owned.landing
+            if task is not None and task.done():
+                task.result()
+                owned.landing = None
+            busy |= owned.landing is not None
+        return busy
 
     async def run(self, *, until_idle: bool = False, idle_fetches: int = 2) -> LandStats:
         """Consume and land until `stop()`; with `until_idle`, also stop once every owned
@@ -151,7 +181,7 @@ class Lander:
 
         class Listener(ConsumerRebalanceListener):  # type: ignore[misc]
             async def on_partitions_revoked(self, revoked: Any) -> None:
-                lander._revoked(revoked)
+                await lander._revoked(revoked)
 
             async def on_partitions_assigned(self, assigned: Any) -> None:
                 await lander._assigned(assigned)
@@ -173,6 +203,7 @@ class Lander:
             metadata_max_age_ms=5_000,
         )
         self._consumer = consumer
+        lean_records(self.by_topic)  # only offset, timestamp and value are read
         consumer.subscribe(list(self.by_topic), listener=Listener())
         await consumer.start()
         quiet: Counter[TopicPartition] = Counter()
@@ -193,7 +224,7 @@ class Lander:
                 ):
                     break
         finally:
-            self._revoked(list(self.owned))
+            await self._revoked(list(self.owned))
             await consumer.stop()
             self._consumer = None
         return self.stats

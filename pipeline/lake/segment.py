@@ -18,6 +18,7 @@ Invalid records take part in the range (they are consumed) but not in any file.
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -26,6 +27,8 @@ from typing import Any
 
 import msgspec
 import pyarrow as pa
+import pyarrow.compute as pa_compute
+import pyarrow.json as pa_json
 
 from pipeline.contracts.codec import decoder
 from pipeline.lake.datasets import HASHED_IP, RAW_IP, Dataset
@@ -95,6 +98,10 @@ class SegmentBuffer:
         self._time_is_ms = dataset.time_is_ms
         self._partition_field = dataset.partition_field
         self._dates: dict[int, str] = {}
+        #: Keep raw JSON for Arrow's reader (no maps or bytes: Arrow reads them differently).
+        self._raw = not any(
+            pa.types.is_map(f.type) or pa.types.is_binary(f.type) for f in dataset.contract_schema
+        )
         self._reset()
 
     def _reset(self) -> None:
@@ -137,7 +144,7 @@ class SegmentBuffer:
         group = self._groups.get(key)
         if group is None:
             group = self._groups[key] = _Group()
-        group.records.append(record)
+        group.records.append(value if self._raw else record)
         group.offsets.append(offset)
         group.timestamps.append(timestamp_ms)
         self.rows += 1
@@ -160,11 +167,47 @@ class SegmentBuffer:
         )
 
     def take(self) -> Segment | None:
-        """Close the segment: its files (possibly none: all invalid); None when empty."""
+        """Close the segment and build its files (possibly none: all invalid); None if empty."""
+        draft = self.take_draft()
+        return None if draft is None else draft.build()
+
+    def take_draft(self) -> SegmentDraft | None:
+        """Close the segment without building it (cheap): `SegmentDraft.build()` may then run
+        in another thread while this buffer takes the next records."""
         if self.first is None or self.last is None:
             return None
-        files = []
-        groups = sorted(self._groups.items(), key=lambda item: (item[0][0], item[0][1] or ""))
+        draft = SegmentDraft(
+            self.dataset,
+            self.topic,
+            self.partition,
+            self.first,
+            self.last,
+            sorted(self._groups.items(), key=lambda item: (item[0][0], item[0][1] or "")),
+            self.rows,
+            self.invalid,
+            self.ip_policy,
+            self._raw,
+        )
+        self._reset()
+        return draft
+
+
+@dataclass
+class SegmentDraft:
+    """A closed segment's rows, grouped by directory, not yet turned into Arrow tables."""
+
+    dataset: Dataset
+    topic: str
+    partition: int
+    first: int
+    last: int
+    groups: list[tuple[tuple[str, str | None], _Group]]
+    rows: int
+    invalid: int
+    ip_policy: IpPolicy
+    raw: bool
+
+    def build(self) -> Segment:
         meta = {
             SEGMENT_META: json.dumps(
                 {
@@ -172,41 +215,76 @@ class SegmentBuffer:
                     "partition": self.partition,
                     "first": self.first,
                     "last": self.last,
-                    "files": len(groups),
+                    "files": len(self.groups),
                 }
             ).encode()
         }
         schema = self.dataset.schema.with_metadata(meta)
         name = file_name(self.topic, self.partition, self.first, self.last)
-        for (date, value), group in groups:
+        files = []
+        for (date, value), group in self.groups:
             directory = f"date={date}"
             if self.dataset.partition_field is not None:
                 directory += f"/{self.dataset.partition_field}={partition_value(value)}"
-            records = group.records
-            arrays = []
-            for column in self._columns:
-                values = list(map(attrgetter(column), records))
-                if column == RAW_IP:
-                    values = [self.ip_policy(ip) for ip in values]
-                    column = HASHED_IP
-                arrow_type = schema.field(column).type
-                if pa.types.is_timestamp(arrow_type):
-                    arrays.append(_timestamps(values, arrow_type))
-                else:
-                    arrays.append(pa.array(values, type=arrow_type))
-            n = len(records)
-            arrays += [
+            columns = self._columns_from_json(group) if self.raw else None
+            if columns is None:
+                columns = self._columns_from_records(group, schema)
+            n = len(group.offsets)
+            columns += [
                 pa.repeat(pa.scalar(self.topic, pa.string()), n),
                 pa.repeat(pa.scalar(self.partition, pa.int32()), n),
                 pa.array(group.offsets, pa.int64()),
                 pa.array(group.timestamps, pa.timestamp("ms", tz="UTC")),
             ]
-            files.append(SegmentFile(directory, name, pa.Table.from_arrays(arrays, schema=schema)))
-        segment = Segment(
+            files.append(SegmentFile(directory, name, pa.Table.from_arrays(columns, schema=schema)))
+        return Segment(
             self.topic, self.partition, self.first, self.last, files, self.rows, self.invalid
         )
-        self._reset()
-        return segment
+
+    def _columns_from_json(self, group: _Group) -> list[pa.Array] | None:
+        """Arrow's JSON reader over the group's (validated) raw records, with the contract's
+        explicit schema: C++ that releases the GIL. None if Arrow reads a value differently
+        from the contract (e.g. a lowercase `z` in a timestamp): then the Struct path."""
+        try:
+            table = pa_json.read_json(
+                io.BytesIO(b"\n".join(group.records)),
+                read_options=pa_json.ReadOptions(use_threads=False, block_size=16 << 20),
+                parse_options=pa_json.ParseOptions(
+                    explicit_schema=self.dataset.contract_schema,
+                    unexpected_field_behavior="ignore",
+                ),
+            )
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return None
+        if table.num_rows != len(group.offsets):
+            return None
+        columns: list[pa.Array] = []
+        for column in self.dataset.columns:
+            array = table.column(column).combine_chunks()
+            if column == RAW_IP:
+                encoded = array.dictionary_encode()
+                hashed = [self.ip_policy(ip) for ip in encoded.dictionary.to_pylist()]
+                array = pa_compute.take(pa.array(hashed, pa.string()), encoded.indices)
+            columns.append(array)
+        return columns
+
+    def _columns_from_records(self, group: _Group, schema: pa.Schema) -> list[pa.Array]:
+        records = group.records
+        if self.raw:  # raw JSON the Arrow reader refused: decode it (it is valid)
+            decode = decoder(self.dataset.record_type).decode
+            records = [decode(value) for value in records]
+        columns = []
+        for column in self.dataset.columns:
+            values = list(map(attrgetter(column), records))
+            if column == RAW_IP:
+                values = [self.ip_policy(ip) for ip in values]
+                column = HASHED_IP
+            arrow_type = schema.field(column).type
+            if pa.types.is_timestamp(arrow_type):
+                columns.append(_timestamps(values, arrow_type))
+            else:
+                columns.append(pa.array(values, type=arrow_type))
+        return columns
 
 
 _ONE_US = timedelta(microseconds=1)

@@ -25,9 +25,10 @@ from pipeline.contracts.topics import (
 from pipeline.fleet import load_fleet
 from pipeline.fleet.model import Fleet
 from pipeline.kafka_admin import ensure_topics
+from pipeline.kafka_records import lean_records
 from pipeline.processors.agents import Source, StageAgent, StageOneAgent, StageTwoAgent
 from pipeline.processors.state import SnapshotStore
-from pipeline.processors.transport import BulkApp, lean_records
+from pipeline.processors.transport import BulkApp
 from pipeline.processors.web import StageCollector, WorkerMetrics, install_views
 
 STORES = ("rocksdb://", "memory://")

@@ -20,39 +20,14 @@ handlers own their position (the stage snapshots carry it), seek where it says a
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import faust
-from aiokafka.consumer import fetcher as aiokafka_fetcher
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 #: handler(generation_id, fetch_seq, {tp: [ConsumerRecord, ...]}) - from the fetch loop, in order.
 BulkHandler = Callable[[int, int, Mapping[Any, list[Any]]], Awaitable[None]]
-
-
-#: Topics whose fetched records skip `ConsumerRecord` (one app per worker process).
-_LEAN_TOPICS: set[str] = set()
-_consumer_record = aiokafka_fetcher.PartitionRecords._consumer_record
-
-
-def _lean_consumer_record(self: Any, tp: Any, record: Any) -> Any:
-    if tp.topic in _LEAN_TOPICS:
-        return record  # aiokafka's DefaultRecord: offset, timestamp, key, value, headers
-    return _consumer_record(self, tp, record)
-
-
-def lean_records(topics: Iterable[str]) -> None:
-    """Have the fetcher hand the records of `topics` over as they come out of the record batch.
-
-    aiokafka wraps every record in a `ConsumerRecord` dataclass on the consumer thread, which
-    holds the GIL the stages need: about a quarter of a worker's CPU at 70,000 events/s. The
-    bulk handlers read only `offset`, `timestamp`, `key` and `value`, which aiokafka's own
-    record objects (`DefaultRecord`, C or Python) already have, so for bulk topics the wrapper
-    is skipped. Other topics (changelogs, ordinary agents) are unaffected.
-    """
-    _LEAN_TOPICS.update(topics)
-    aiokafka_fetcher.PartitionRecords._consumer_record = _lean_consumer_record
 
 
 #: How long the broker may hold a fetch when none of its partitions has new data (Faust: 1.5 s).
