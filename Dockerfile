@@ -11,9 +11,11 @@ FROM python:3.11-slim
 RUN useradd --create-home --uid 10001 microdc
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
+COPY schemas /opt/microdc/schemas
 USER microdc
 WORKDIR /home/microdc
-ENV PYTHONUNBUFFERED=1
+# The lake derives its Arrow schemas from the contracts in schemas/.
+ENV PYTHONUNBUFFERED=1 MICRODC_SCHEMAS_DIR=/opt/microdc/schemas
 HEALTHCHECK --interval=30s --timeout=5s CMD ["microdc", "--help"]
 ENTRYPOINT []
 CMD ["microdc", "--help"]

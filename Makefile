@@ -41,6 +41,8 @@ integration: $(STAMP) kafka-jars ## integration tests only (real broker)
 
 bench: $(STAMP) kafka-jars ## benchmarks against a real broker; prints tables
 	$(BIN)/python bench/bench_kafka.py
+	$(BIN)/python bench/bench_worker.py
+	$(BIN)/python bench/bench_land.py
 
 kafka-up: $(STAMP) kafka-jars ## start a local KRaft broker on 127.0.0.1 (prints its address)
 	$(BIN)/microdc kafka up

@@ -31,6 +31,8 @@ kafka_app = typer.Typer(no_args_is_help=True, help="Run a local Apache Kafka bro
 app.add_typer(topics_app, name="topics")
 app.add_typer(fleet_app, name="fleet")
 app.add_typer(kafka_app, name="kafka")
+schemas_app = typer.Typer(no_args_is_help=True, help="Generated contracts in schemas/.")
+app.add_typer(schemas_app, name="schemas")
 
 console = Console(stderr=True)
 out = Console()
@@ -418,6 +420,20 @@ def lake_compact(
             f"removed {stats.leftovers} leftover(s) of an interrupted compaction; "
             f"moved {stats.rescued} file(s) landed meanwhile into place"
         )
+
+
+@schemas_app.command("write")
+def schemas_write(
+    directory: Annotated[Path, typer.Option("--dir", help="Where schemas/ is.")] = Path("schemas"),
+) -> None:
+    """Regenerate the output-topic contracts (schemas/outputs/) from their Structs.
+
+    Example: microdc schemas write --dir schemas
+    """
+    from pipeline.contracts.output_schemas import write_output_schemas
+
+    for path in write_output_schemas(directory / "outputs"):
+        out.print(f"wrote {path}")
 
 
 @topics_app.command("create")
