@@ -238,10 +238,13 @@ def demo(
     )
     for name, rows in sorted(landed.rows_by_dataset.items()):
         out.print(f"  {name}: {rows:,} rows")
+    query = (
+        f"select * from read_parquet('{lake.root}/silver/site_minutes/**/*.parquet', "
+        "hive_partitioning=true) limit 5"
+    )
     out.print(
-        "Query it: duckdb -c \"select * from read_parquet('"
-        + lake.root
-        + "/silver/site_minutes/**/*.parquet', hive_partitioning=true) limit 5\""
+        f'Query it: .venv/bin/python -c "import duckdb; duckdb.sql(\\"{query}\\").show()"',
+        soft_wrap=True,
     )
 
 
