@@ -353,3 +353,21 @@ def test_a_new_optional_field_is_a_new_column_and_old_files_stay_readable(tmp_pa
     ).collect()
     assert frame.height == 10 + table.num_rows
     assert frame["http_version"].null_count() == 10
+
+
+def test_records_failing_their_contract_beyond_the_grouping_fields_are_not_landed() -> None:
+    # Bronze reads event time and site first and validates the whole record when the segment
+    # is built: a status of 42 or a non-UTC-only field still keeps the record out.
+    buf = buffer()
+    bad_status = request(0).replace(b'"status":503', b'"status":42')
+    assert b'"status":42' in bad_status
+    bad_site_only = request(1, site="zzz9").replace(b'"team":"payments"', b'"team":"../x"')
+    buf.add(0, 0, bad_status)
+    buf.add(1, 0, request(2))
+    buf.add(2, 0, bad_site_only)  # the only record of its site: no file for that directory
+    segment = buf.take()
+    assert segment is not None
+    assert (segment.rows, segment.invalid) == (1, 2)
+    assert [f.directory for f in segment.files] == ["date=2026-03-02/site_id=bog1"]
+    assert json.loads(segment.files[0].table.schema.metadata[SEGMENT_META])["files"] == 1
+    assert segment.files[0].table.column("_offset").to_pylist() == [1]
