@@ -31,6 +31,8 @@ kafka_app = typer.Typer(no_args_is_help=True, help="Run a local Apache Kafka bro
 app.add_typer(topics_app, name="topics")
 app.add_typer(fleet_app, name="fleet")
 app.add_typer(kafka_app, name="kafka")
+models_app = typer.Typer(no_args_is_help=True, help="Build the DuckDB warehouse from the lake.")
+app.add_typer(models_app, name="models")
 schemas_app = typer.Typer(no_args_is_help=True, help="Generated contracts in schemas/.")
 app.add_typer(schemas_app, name="schemas")
 
@@ -423,6 +425,44 @@ def lake_compact(
             f"removed {stats.leftovers} leftover(s) of an interrupted compaction; "
             f"moved {stats.rescued} file(s) landed meanwhile into place"
         )
+
+
+@models_app.command("build")
+def models_build(
+    lake: LakeOpt = None,
+    db: Annotated[Path, typer.Option(help="DuckDB file to build.")] = Path("out/warehouse.duckdb"),
+    fleet: FleetOpt = None,
+) -> None:
+    """Build every model in sql/ (staging views, marts, dim_ tables) into a DuckDB file.
+
+    Example: microdc models build --lake out/demo/lake --db out/warehouse.duckdb
+    """
+    from pipeline.fleet import load_fleet
+    from pipeline.lake import Lake
+    from pipeline.models.build import build
+
+    settings = Settings()
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as bar:
+        task = bar.add_task("models", total=None)
+
+        def step(model: Any, i: int, total: int) -> None:
+            bar.update(task, completed=i, total=total, description=f"{model.name}")
+
+        result = build(
+            Lake(lake or settings.lake), load_fleet(fleet or settings.fleet), db, progress=step
+        )
+        bar.update(task, completed=len(result.models), description="models")
+    table = Table("model", "kind", "rows", "seconds", title=f"built {db} in {result.seconds:.1f} s")
+    for model, rows, seconds in result.models:
+        table.add_row(model.name, model.materialized, f"{rows:,}", f"{seconds:.2f}")
+    out.print(table)
 
 
 @schemas_app.command("write")

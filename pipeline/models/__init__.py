@@ -1,0 +1,1 @@
+"""DuckDB models over the lake: `build` runs `sql/`, `dims` loads the fleet file."""
