@@ -12,6 +12,7 @@ RUN useradd --create-home --uid 10001 microdc
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
 COPY schemas /opt/microdc/schemas
+COPY sql /opt/microdc/sql
 USER microdc
 WORKDIR /home/microdc
 # The lake derives its Arrow schemas from the contracts in schemas/.

@@ -3,10 +3,12 @@ topic, and summarise per site — `microdc process` and `microdc demo`, no Kafka
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -157,3 +159,50 @@ def summarize(result: RunResult) -> list[SiteSummary]:
             )
         )
     return out
+
+
+@dataclass
+class DemoRun:
+    """What `simulate_and_land` produced."""
+
+    result: RunResult
+    emitted: int
+    landed: Any  # pipeline.lake.LandStats
+
+
+def simulate_and_land(
+    fleet: Any,
+    config: Any,
+    lake: Any,
+    *,
+    ip_policy: Any = None,
+    jsonl_dir: Path | None = None,
+    advance: Any = None,
+) -> DemoRun:
+    """Simulate `config`, run the stream core in-process and land inputs and outputs in `lake`
+    through the same segment writer `microdc land` uses (what `microdc demo` runs)."""
+    from pipeline.contracts.topics import OUTPUT_TOPICS
+    from pipeline.lake.embedded import EmbeddedLander
+    from pipeline.runner import EmbeddedPipeline
+    from pipeline.simulate import Simulator
+    from pipeline.simulate.sinks import JsonlSink
+
+    sim = Simulator(fleet, config)
+    pipeline = EmbeddedPipeline(fleet)
+    lander = EmbeddedLander(lake, ip_policy=ip_policy)
+    with contextlib.ExitStack() as stack:
+        sink = stack.enter_context(JsonlSink(jsonl_dir)) if jsonl_dir is not None else None
+        for batch in sim.minutes():
+            if sink is not None:
+                sink.write(batch)
+            pipeline.feed((e.topic, e.key, e.value) for e in batch)
+            for e in batch:
+                lander.add(e.topic, e.key, e.value, e.emit_ms)
+            if advance is not None:
+                advance(len(batch))
+    result = pipeline.close()
+    end_ms = int(config.start.timestamp() * 1000) + config.minutes * 60_000
+    for spec in OUTPUT_TOPICS:
+        for record in result.outputs.get(spec.name, []):
+            lander.add_output(spec, record, end_ms)
+    return DemoRun(result, sim.stats.emitted, lander.close())

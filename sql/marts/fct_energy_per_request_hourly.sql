@@ -25,7 +25,7 @@ energy_hourly as (
         service,
         team,
         date_trunc('hour', window_start) as hour_utc,
-        sum(requests) as requests,
+        cast(sum(requests) as bigint) as requests,
         sum(it_energy_wh) as it_energy_wh,
         sum(facility_energy_wh) as facility_energy_wh,
         sum(operational_gco2e) as operational_gco2e,

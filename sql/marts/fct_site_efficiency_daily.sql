@@ -41,7 +41,7 @@ daily as (
         sum(renewable_energy_wh) / 1000 as renewable_energy_kwh,
         sum(water_l) as water_l,
         avg(coverage) as coverage,
-        sum(requests) as requests
+        cast(sum(requests) as bigint) as requests
     from localized
     group by all
 ),
