@@ -190,14 +190,11 @@ def demo(
 
     Example: microdc demo --duration 2d --out out/demo
     """
-    from pipeline.contracts.topics import OUTPUT_TOPICS
-    from pipeline.embedded import summarize, write_outputs
+    from pipeline.embedded import simulate_and_land, summarize, write_outputs
     from pipeline.fleet import load_fleet
     from pipeline.lake import IpPolicy, Lake
-    from pipeline.lake.embedded import EmbeddedLander
-    from pipeline.runner import EmbeddedPipeline
-    from pipeline.simulate import SimConfig, Simulator
-    from pipeline.simulate.sinks import JsonlSink
+    from pipeline.models.build import build
+    from pipeline.simulate import SimConfig
 
     settings = Settings()
     fleet_data = load_fleet(fleet or settings.fleet)
@@ -207,45 +204,41 @@ def demo(
         seed=seed,
         rps_scale=rps_scale,
     )
-    sim = Simulator(fleet_data, config)
-    pipeline = EmbeddedPipeline(fleet_data)
     secret = settings.lake_ip_secret
     lake = Lake(out_dir / "lake")
-    lander = EmbeddedLander(lake, ip_policy=IpPolicy(secret.encode() if secret else None))
-    with (
-        _progress(config.minutes, "simulate → stream core → lake") as advance,
-        JsonlSink(out_dir / "sim") as sink,
-    ):
-        for batch in sim.minutes():
-            sink.write(batch)
-            pipeline.feed((e.topic, e.key, e.value) for e in batch)
-            for e in batch:
-                lander.add(e.topic, e.key, e.value, e.emit_ms)
-            advance(len(batch))
-    result = pipeline.close()
-    end_ms = int(config.start.timestamp() * 1000) + config.minutes * 60_000
-    for spec in OUTPUT_TOPICS:
-        for record in result.outputs.get(spec.name, []):
-            lander.add_output(spec, record, end_ms)
-    landed = lander.close()
+    ip_policy = IpPolicy(secret.encode() if secret else None)
+    with _progress(config.minutes, "simulate → stream core → lake") as advance:
+        run = simulate_and_land(
+            fleet_data,
+            config,
+            lake,
+            ip_policy=ip_policy,
+            jsonl_dir=out_dir / "sim",
+            advance=advance,
+        )
+    result, landed = run.result, run.landed
+    warehouse = build(lake, fleet_data, out_dir / "warehouse.duckdb")
     paths = write_outputs(result, out_dir / "stream")
     _print_summary(summarize(result))
-    out.print(f"[bold]inputs[/] ({sim.stats.emitted:,} records): {(out_dir / 'sim').resolve()}")
+    out.print(f"[bold]inputs[/] ({run.emitted:,} records): {(out_dir / 'sim').resolve()}")
     out.print(f"[bold]stream outputs[/]: {(out_dir / 'stream').resolve()}")
     for topic, path in paths.items():
         out.print(f"  {topic}: {len(result.outputs[topic]):,} records → {path.name}")
     out.print(
         f"[bold]Parquet lake[/] ({landed.rows:,} rows, {landed.files:,} files, client_ip: "
-        f"{lander.ip_policy.mode}): {lake.root}"
+        f"{ip_policy.mode}): {lake.root}"
     )
     for name, rows in sorted(landed.rows_by_dataset.items()):
         out.print(f"  {name}: {rows:,} rows")
-    query = (
-        f"select * from read_parquet('{lake.root}/silver/site_minutes/**/*.parquet', "
-        "hive_partitioning=true) limit 5"
-    )
+    db = (out_dir / "warehouse.duckdb").resolve()
     out.print(
-        f'Query it: .venv/bin/python -c "import duckdb; duckdb.sql(\\"{query}\\").show()"',
+        f"[bold]DuckDB warehouse[/] ({len(warehouse.models)} models in {warehouse.seconds:.1f} s): "
+        f"{db}"
+    )
+    query = "select * from fct_site_efficiency_daily"
+    out.print(
+        f'Query it: .venv/bin/python -c "import duckdb; '
+        f"duckdb.connect('{db}', read_only=True).sql('{query}').show()\"",
         soft_wrap=True,
     )
 
@@ -465,6 +458,33 @@ def models_build(
     out.print(table)
 
 
+export_app = typer.Typer(no_args_is_help=True, help="Export warehouse marts as files.")
+app.add_typer(export_app, name="export")
+
+
+@export_app.command("chargeback")
+def export_chargeback(
+    month: Annotated[str, typer.Option(help="Site-local calendar month, YYYY-MM.")],
+    out_path: Annotated[Path, typer.Option("--out", help="File to write.")],
+    fmt: Annotated[str, typer.Option("--format", help="csv or parquet.")] = "csv",
+    db: Annotated[Path, typer.Option(help="Built DuckDB warehouse.")] = Path(
+        "out/warehouse.duckdb"
+    ),
+) -> None:
+    """Write one month of fct_chargeback_monthly (team x site) as CSV or Parquet.
+
+    Stable column order, decimals at 6 places, ISO dates; rows ordered by site and team.
+
+    Example: microdc export chargeback --month 2026-03 --format csv --out out/cb-2026-03.csv
+    """
+    from pipeline.models.export import export_chargeback as export
+
+    if fmt not in ("csv", "parquet"):
+        raise ConfigError(f"--format {fmt!r}: expected csv or parquet")
+    rows = export(db, month, "csv" if fmt == "csv" else "parquet", out_path)
+    out.print(f"wrote {rows:,} chargeback rows for {month} to {out_path}")
+
+
 @schemas_app.command("write")
 def schemas_write(
     directory: Annotated[Path, typer.Option("--dir", help="Where schemas/ is.")] = Path("schemas"),
@@ -477,6 +497,42 @@ def schemas_write(
 
     for path in write_output_schemas(directory / "outputs"):
         out.print(f"wrote {path}")
+
+
+quality_app = typer.Typer(
+    no_args_is_help=True, help="Data quality checks of the warehouse (Great Expectations)."
+)
+app.add_typer(quality_app, name="quality")
+
+
+@quality_app.command("check")
+def quality_check(
+    db: Annotated[Path, typer.Option(help="Built DuckDB warehouse.")] = Path(
+        "out/demo/warehouse.duckdb"
+    ),
+    docs: Annotated[
+        Path | None,
+        typer.Option(help="Folder for the Data Docs HTML (default: <db dir>/quality-docs)."),
+    ] = None,
+) -> None:
+    """Validate the warehouse with Great Expectations suites per layer and reconciliations.
+
+    Bronze, silver and mart tables and the energy/chargeback reconciliations; writes Data Docs
+    HTML and exits 1, one line per failed expectation, when anything fails.
+
+    Example: microdc quality check --db out/demo/warehouse.duckdb
+    """
+    from pipeline.quality import print_summary, run_checks
+
+    with console.status("validating (Great Expectations)") as status:
+        result = run_checks(db, docs, progress=lambda suite: status.update(f"validating {suite}"))
+    print_summary(result, out)
+    if not result.success:
+        failures = result.failures()
+        out.print(f"[red]{len(failures)} failed check(s):[/]")
+        for line in failures:
+            out.print(f"FAIL {line}", highlight=False, soft_wrap=True, markup=False)
+        raise typer.Exit(1)
 
 
 @topics_app.command("create")
