@@ -53,7 +53,7 @@ def build_once(lake: Path, db: Path) -> tuple[float, float]:
         check=True,
         capture_output=True,
         text=True,
-    ).stdout.split()
+    ).stdout.strip().splitlines()[-1].split()
     return float(out[0]), float(out[1])
 
 

@@ -126,7 +126,7 @@ def build(
     # old one or the new one, and a failed build leaves the old one untouched.
     building = target.with_name(f".{target.name}.building-{os.getpid()}")
     building.unlink(missing_ok=True)
-    con = duckdb.connect(str(building))
+    con = duckdb.connect(str(building), config={"enable_progress_bar": False})
     done: list[tuple[Model, int, float]] = []
     try:
         for name, table in dim_tables(fleet).items():
