@@ -126,7 +126,8 @@ def build(
     # old one or the new one, and a failed build leaves the old one untouched.
     building = target.with_name(f".{target.name}.building-{os.getpid()}")
     building.unlink(missing_ok=True)
-    con = duckdb.connect(str(building), config={"enable_progress_bar": False})
+    con = duckdb.connect(str(building))
+    _run(con, "set enable_progress_bar = false")  # the CLI shows its own progress
     done: list[tuple[Model, int, float]] = []
     try:
         for name, table in dim_tables(fleet).items():
