@@ -75,7 +75,7 @@ def main() -> int:
     parser.add_argument("--sizes", default="1000000,10000000", help="request rows per lake")
     parser.add_argument("--out", type=Path, default=Path("bench/results/models.json"))
     args = parser.parse_args()
-    console = Console()
+    console = Console(width=140)
     fleet = load_fleet()
     rows = []
     for size in (int(s) for s in args.sizes.split(",")):
