@@ -281,6 +281,15 @@ def _chargeback(gxe: Any) -> list[Any]:
     ]
 
 
+def _roi(gxe: Any) -> list[Any]:
+    return [
+        *_unique(gxe, "site_id"),
+        *_not_null(gxe, "site_id", "pilot_days", "investment_usd", "cloud_usd_per_month"),
+        *_at_least(gxe, 0, "pilot_days", "microdc_usd_per_month", "cloud_usd_per_month"),
+        *_at_least(gxe, 0, "payback_months", "egress_gb_per_month", "facility_wh_per_request"),
+    ]
+
+
 TABLES: tuple[_TableSpec, ...] = (
     _TableSpec("bronze", "stg_request_log", ("request_id",), _request_log),
     _TableSpec("bronze", "stg_node_telemetry", ("node_id", "observed_at"), _node_telemetry),
@@ -296,6 +305,7 @@ TABLES: tuple[_TableSpec, ...] = (
     _TableSpec("marts", "fct_site_efficiency_daily", ("site_id", "local_date"), _site_efficiency),
     _TableSpec("marts", "fct_slo_daily", ("service", "site_id", "date_utc"), _slo_daily),
     _TableSpec("marts", CHARGEBACK, ("site_id", "local_month", "team"), _chargeback, optional=True),
+    _TableSpec("marts", "fct_roi_site", ("site_id",), _roi, optional=True),
 )
 RECONCILIATION_SUITE = "reconciliation.invariants"
 

@@ -74,6 +74,7 @@ SuiteNames = {
     "marts.fct_site_efficiency_daily",
     "marts.fct_slo_daily",
     "marts.fct_chargeback_monthly",
+    "marts.fct_roi_site",
     "reconciliation.invariants",
 }
 
