@@ -5,8 +5,11 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# FinOps focus-validator pins numpy<2 and pandas<3 (pyarrow 26 needs numpy 2): its own venv.
+FOCUS_VENV ?= .venv-focus
+FOCUS_STAMP := $(FOCUS_VENV)/.installed
 
-.PHONY: help install demo test unit integration lint bench kafka-jars kafka-up kafka-down clean
+.PHONY: help install focus-env demo test unit integration lint bench kafka-jars kafka-up kafka-down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -20,6 +23,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install the package with its dev tools
 
+$(FOCUS_STAMP):
+	$(PYTHON) -m venv $(FOCUS_VENV)
+	$(FOCUS_VENV)/bin/python -m pip install --quiet --disable-pip-version-check 'focus-validator==1.0.0' 'multimethod<2'
+	@touch $@
+
+focus-env: $(FOCUS_STAMP) ## a separate venv with FinOps focus-validator (used by the FOCUS export tests)
+
 demo: $(STAMP) ## run the pipeline on the embedded default (no Kafka needed)
 	$(BIN)/microdc demo
 
@@ -30,7 +40,7 @@ lint: $(STAMP) ## ruff and mypy --strict
 	$(BIN)/ruff check pipeline tests bench
 	$(BIN)/mypy
 
-test: $(STAMP) kafka-jars lint ## lint, then the whole suite against a real Kafka broker it starts itself
+test: $(STAMP) $(FOCUS_STAMP) kafka-jars lint ## lint, then the whole suite against a real Kafka broker it starts itself
 	$(BIN)/pytest
 
 unit: $(STAMP) ## unit tests only (no broker)
@@ -51,4 +61,4 @@ kafka-down: $(STAMP) ## stop the local broker
 	$(BIN)/microdc kafka down
 
 clean: ## remove build and run artefacts (not the venv)
-	rm -rf out .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	rm -rf out .pytest_cache .mypy_cache .ruff_cache build *.egg-info $(FOCUS_VENV)

@@ -466,23 +466,53 @@ app.add_typer(export_app, name="export")
 def export_chargeback(
     month: Annotated[str, typer.Option(help="Site-local calendar month, YYYY-MM.")],
     out_path: Annotated[Path, typer.Option("--out", help="File to write.")],
-    fmt: Annotated[str, typer.Option("--format", help="csv or parquet.")] = "csv",
+    fmt: Annotated[
+        str,
+        typer.Option("--format", help="csv, parquet, xlsx, or focus (FinOps FOCUS 1.2 CSV)."),
+    ] = "csv",
     db: Annotated[Path, typer.Option(help="Built DuckDB warehouse.")] = Path(
         "out/warehouse.duckdb"
     ),
 ) -> None:
-    """Write one month of fct_chargeback_monthly (team x site) as CSV or Parquet.
+    """Write one month of fct_chargeback_monthly (team x site) as CSV, Parquet, Excel or FOCUS.
 
     Stable column order, decimals at 6 places, ISO dates; rows ordered by site and team.
+    `focus` writes FinOps FOCUS 1.2 rows (one per team x site, BilledCost = total_usd) as CSV.
 
-    Example: microdc export chargeback --month 2026-03 --format csv --out out/cb-2026-03.csv
+    Example: microdc export chargeback --month 2026-03 --format focus --out out/focus-2026-03.csv
     """
+    from pipeline.models.export import CHARGEBACK_FORMATS
     from pipeline.models.export import export_chargeback as export
 
-    if fmt not in ("csv", "parquet"):
-        raise ConfigError(f"--format {fmt!r}: expected csv or parquet")
-    rows = export(db, month, "csv" if fmt == "csv" else "parquet", out_path)
+    chosen = next((f for f in CHARGEBACK_FORMATS if f == fmt), None)
+    if chosen is None:
+        raise ConfigError(f"--format {fmt!r}: expected one of {', '.join(CHARGEBACK_FORMATS)}")
+    rows = export(db, month, chosen, out_path)
     out.print(f"wrote {rows:,} chargeback rows for {month} to {out_path}")
+
+
+@export_app.command("roi")
+def export_roi(
+    out_path: Annotated[Path, typer.Option("--out", help="File to write.")],
+    fmt: Annotated[str, typer.Option("--format", help="csv, parquet or xlsx.")] = "csv",
+    db: Annotated[Path, typer.Option(help="Built DuckDB warehouse.")] = Path(
+        "out/warehouse.duckdb"
+    ),
+) -> None:
+    """Write fct_roi_site (one row per site: micro-DC vs hyperscale baseline) as a file.
+
+    Stable column order, decimals at 6 places; rows ordered by site.
+
+    Example: microdc export roi --format xlsx --out out/roi.xlsx
+    """
+    from pipeline.models.export import FORMATS
+    from pipeline.models.export import export_roi as export
+
+    chosen = next((f for f in FORMATS if f == fmt), None)
+    if chosen is None:
+        raise ConfigError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
+    rows = export(db, chosen, out_path)
+    out.print(f"wrote {rows:,} ROI rows to {out_path}")
 
 
 @schemas_app.command("write")

@@ -1,26 +1,48 @@
-"""`microdc export chargeback`: one month of `fct_chargeback_monthly` as a CSV or Parquet file.
+"""`microdc export`: warehouse marts as files finance loads (CSV, Parquet, Excel, FinOps FOCUS).
 
-The file is what finance loads, so its shape is fixed: the columns of `CHARGEBACK_COLUMNS` in
-that order, rows ordered by site and team, `month` as `YYYY-MM` and `month_start` as an ISO date
-(the first day of the site-local month), energy and carbon as DECIMAL(18,6), money as
-DECIMAL(18,6), requests and minutes as integers. The month is each site's local calendar month,
-as in the mart. The file is written next to its destination and renamed into place, so a reader
-never sees half of it.
+The shape of every file is fixed. `export chargeback` writes one month of
+`fct_chargeback_monthly`: the columns of `CHARGEBACK_COLUMNS` in that order, rows ordered by
+site and team, `month` as `YYYY-MM` and `month_start` as an ISO date (the first day of the
+site-local month), energy and carbon as DECIMAL(18,6), money as DECIMAL(18,6), requests and
+minutes as integers. The month is each site's local calendar month, as in the mart. `export roi`
+writes `fct_roi_site` the same way (`ROI_COLUMNS`, one row per site).
+
+`xlsx` writes one sheet with a bold header row, frozen panes (header row and the key columns),
+numbers as numbers with a fixed number format (`0.000000` for decimals, `0` for integers) and
+dates as dates. `focus` (chargeback only) writes a FinOps FOCUS 1.2 cost-and-usage CSV, see
+`FOCUS_COLUMNS`. Every file is written next to its destination and renamed into place, so a
+reader never sees half of it.
 """
 
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import duckdb
 
 from pipeline.errors import ConfigError
 
-Format = Literal["csv", "parquet"]
+Format = Literal["csv", "parquet", "xlsx"]
+ChargebackFormat = Literal["csv", "parquet", "xlsx", "focus"]
+FORMATS: tuple[Format, ...] = ("csv", "parquet", "xlsx")
+CHARGEBACK_FORMATS: tuple[ChargebackFormat, ...] = ("csv", "parquet", "xlsx", "focus")
 _MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 _SCALE = "decimal(18, 6)"
+_XLSX_DECIMAL = "0.000000"
+_XLSX_INTEGER = "0"
+_XLSX_DATE = "yyyy-mm-dd"
+
+
+def _dec(expr: str) -> str:
+    return f"cast(round({expr}, 6) as {_SCALE})"
+
+
+def _lit(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
 
 # (column, SQL expression over fct_chargeback_monthly): the stable column order of the file
 CHARGEBACK_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -31,19 +53,128 @@ CHARGEBACK_COLUMNS: tuple[tuple[str, str], ...] = (
     ("cost_center", "cost_center"),
     ("idle_policy", "idle_policy"),
     ("requests", "cast(requests as bigint)"),
-    ("it_energy_kwh", f"cast(round(it_energy_kwh, 6) as {_SCALE})"),
-    ("facility_energy_kwh", f"cast(round(facility_energy_kwh, 6) as {_SCALE})"),
-    ("idle_facility_energy_kwh", f"cast(round(idle_facility_energy_kwh, 6) as {_SCALE})"),
-    ("energy_cost_usd", f"cast(round(energy_cost_usd, 6) as {_SCALE})"),
-    ("operational_kgco2e", f"cast(round(operational_kgco2e, 6) as {_SCALE})"),
-    ("embodied_kgco2e", f"cast(round(embodied_kgco2e, 6) as {_SCALE})"),
-    ("carbon_cost_usd", f"cast(round(carbon_cost_usd, 6) as {_SCALE})"),
-    ("capex_share_usd", f"cast(round(capex_share_usd, 6) as {_SCALE})"),
-    ("opex_share_usd", f"cast(round(opex_share_usd, 6) as {_SCALE})"),
-    ("total_usd", f"cast(round(total_usd, 6) as {_SCALE})"),
-    ("cost_per_1k_requests", f"cast(round(cost_per_1k_requests, 6) as {_SCALE})"),
+    ("it_energy_kwh", _dec("it_energy_kwh")),
+    ("facility_energy_kwh", _dec("facility_energy_kwh")),
+    ("idle_facility_energy_kwh", _dec("idle_facility_energy_kwh")),
+    ("energy_cost_usd", _dec("energy_cost_usd")),
+    ("operational_kgco2e", _dec("operational_kgco2e")),
+    ("embodied_kgco2e", _dec("embodied_kgco2e")),
+    ("carbon_cost_usd", _dec("carbon_cost_usd")),
+    ("capex_share_usd", _dec("capex_share_usd")),
+    ("opex_share_usd", _dec("opex_share_usd")),
+    ("total_usd", _dec("total_usd")),
+    ("cost_per_1k_requests", _dec("cost_per_1k_requests")),
     ("minutes_present", "cast(minutes_present as bigint)"),
     ("minutes_in_month", "cast(minutes_in_month as bigint)"),
+)
+
+# (column, SQL expression over fct_roi_site): the mart's own order, decimals at 6 places
+ROI_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("site_id", "site_id"),
+    ("baseline_region", "baseline_region"),
+    ("pilot_days", _dec("pilot_days")),
+    ("requests", "cast(requests as bigint)"),
+    ("pilot_microdc_usd", _dec("pilot_microdc_usd")),
+    ("microdc_usd_per_month", _dec("microdc_usd_per_month")),
+    ("operating_usd_per_month", _dec("operating_usd_per_month")),
+    ("cloud_usd_per_month", _dec("cloud_usd_per_month")),
+    ("core_hours_per_month", _dec("core_hours_per_month")),
+    ("egress_gb_per_month", _dec("egress_gb_per_month")),
+    ("baseline_usd_per_core_hour", _dec("baseline_usd_per_core_hour")),
+    ("baseline_egress_usd_per_gb", _dec("baseline_egress_usd_per_gb")),
+    ("investment_usd", _dec("investment_usd")),
+    ("monthly_savings_usd", _dec("monthly_savings_usd")),
+    ("payback_months", _dec("payback_months")),
+    ("roi_6m_pct", _dec("roi_6m_pct")),
+    ("roi_12m_pct", _dec("roi_12m_pct")),
+    ("latency_p50_ms", _dec("latency_p50_ms")),
+    ("latency_p95_ms", _dec("latency_p95_ms")),
+    ("baseline_rtt_ms", _dec("baseline_rtt_ms")),
+    ("baseline_latency_p50_ms", _dec("baseline_latency_p50_ms")),
+    ("baseline_latency_p95_ms", _dec("baseline_latency_p95_ms")),
+    ("facility_wh_per_request", _dec("facility_wh_per_request")),
+    ("baseline_wh_per_request", _dec("baseline_wh_per_request")),
+    ("gco2e_per_request", _dec("gco2e_per_request")),
+    ("baseline_gco2e_per_request", _dec("baseline_gco2e_per_request")),
+    ("baseline_pue", _dec("baseline_pue")),
+    ("baseline_grid_gco2e_per_kwh", _dec("baseline_grid_gco2e_per_kwh")),
+)
+
+# --- FinOps FOCUS 1.2 -----------------------------------------------------------------------
+# One FOCUS row per chargeback row (team x site x local month, plus the __idle__ row when the
+# idle policy keeps it), so BilledCost reconciles 1:1 with `total_usd` of the chargeback file;
+# the cost components (energy, carbon, capex, opex) ride along as x_ columns rather than as
+# rows of their own, so the x_ energy and carbon columns are never double counted by a SUM.
+# The four cost columns are all `total_usd`: an internal chargeback has no list price, no
+# negotiated discount and no commitment, and capex is already amortized by month, so list,
+# contracted, effective (amortized) and billed cost coincide. The charge and billing periods
+# are the site-local calendar month as UTC instants, end exclusive (FOCUS date/time format
+# YYYY-MM-DDTHH:mm:ssZ). Pricing and consumed quantity are the row's facility kWh: capex and
+# opex are shared by facility energy and energy cost follows it, so it is the charge's driver.
+# Conditional FOCUS columns that do not apply (commitment discounts, capacity reservations,
+# SKUs and unit prices, resources, tags, pricing currency) are left out; none is mandatory.
+FOCUS_OPERATOR = "Micro-DC Operations"  # InvoiceIssuerName, ProviderName and PublisherName
+FOCUS_UNALLOCATED = "UNALLOCATED"  # BillingAccountId of the __idle__ row (it has no cost center)
+_TS = "'%Y-%m-%dT%H:%M:%SZ'"
+_IDLE = "team = '__idle__'"
+_DESCRIPTION = (
+    f"case when {_IDLE} then 'Idle capacity of micro data center ' || site_id || ' ('"
+    " || city || '), ' || strftime(local_month, '%Y-%m') || ', not attributed to a team"
+    " (idle policy ' || idle_policy || '): energy, carbon, capex and opex'"
+    " else 'Chargeback of team ' || team || ' at micro data center ' || site_id || ' ('"
+    " || city || '), ' || strftime(local_month, '%Y-%m') || ': shares of energy, carbon,"
+    " capex and opex (idle policy ' || idle_policy || ')' end"
+)
+# (column, SQL expression over the charges CTE of `_focus_query`): FOCUS columns in
+# alphabetical order, then the custom x_ columns
+FOCUS_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("BilledCost", _dec("total_usd")),
+    ("BillingAccountId", f"coalesce(cost_center, {_lit(FOCUS_UNALLOCATED)})"),
+    (
+        "BillingAccountName",
+        "case when cost_center is null then 'Unallocated idle capacity'"
+        " else 'Cost center ' || cost_center end",
+    ),
+    ("BillingAccountType", "'Cost center'"),
+    ("BillingCurrency", "currency"),
+    ("BillingPeriodEnd", f"strftime(period_end, {_TS})"),
+    ("BillingPeriodStart", f"strftime(period_start, {_TS})"),
+    ("ChargeCategory", "'Usage'"),
+    ("ChargeClass", "cast(null as varchar)"),
+    ("ChargeDescription", _DESCRIPTION),
+    ("ChargeFrequency", "'Usage-Based'"),
+    ("ChargePeriodEnd", f"strftime(period_end, {_TS})"),
+    ("ChargePeriodStart", f"strftime(period_start, {_TS})"),
+    ("ConsumedQuantity", _dec("facility_energy_kwh")),
+    ("ConsumedUnit", "'kWh'"),
+    ("ContractedCost", _dec("total_usd")),
+    ("EffectiveCost", _dec("total_usd")),
+    ("InvoiceIssuerName", _lit(FOCUS_OPERATOR)),
+    ("ListCost", _dec("total_usd")),
+    ("PricingCategory", "'Standard'"),
+    ("PricingQuantity", _dec("facility_energy_kwh")),
+    ("PricingUnit", "'kWh'"),
+    ("ProviderName", _lit(FOCUS_OPERATOR)),
+    ("PublisherName", _lit(FOCUS_OPERATOR)),
+    ("RegionId", "site_id"),
+    ("RegionName", "city"),
+    ("ServiceCategory", "'Compute'"),
+    ("ServiceName", "'Micro data center ' || site_id"),
+    ("SubAccountId", "team"),
+    ("SubAccountName", f"case when {_IDLE} then 'Idle capacity' else team end"),
+    ("SubAccountType", "'Team'"),
+    ("x_LocalMonth", "strftime(local_month, '%Y-%m')"),
+    ("x_Requests", "cast(requests as bigint)"),
+    ("x_ItEnergyKwh", _dec("it_energy_kwh")),
+    ("x_FacilityEnergyKwh", _dec("facility_energy_kwh")),
+    ("x_IdleFacilityEnergyKwh", _dec("idle_facility_energy_kwh")),
+    ("x_OperationalKgCO2e", _dec("operational_kgco2e")),
+    ("x_EmbodiedKgCO2e", _dec("embodied_kgco2e")),
+    ("x_EnergyCostUsd", _dec("energy_cost_usd")),
+    ("x_CarbonCostUsd", _dec("carbon_cost_usd")),
+    ("x_CapexShareUsd", _dec("capex_share_usd")),
+    ("x_OpexShareUsd", _dec("opex_share_usd")),
+    ("x_IdlePolicy", "idle_policy"),
 )
 
 
@@ -54,23 +185,70 @@ def parse_month(text: str) -> str:
     return f"{text}-01"
 
 
-def export_chargeback(db_path: Path | str, month: str, fmt: Format, out: Path | str) -> int:
+def _select(columns: tuple[tuple[str, str], ...]) -> str:
+    return ", ".join(f"{expr} as {name}" for name, expr in columns)
+
+
+def _focus_query(first_day: str) -> str:
+    # the site-local month [start, next start) as UTC timestamps (DST-aware, via ICU)
+    charges = (
+        "select c.*, s.city, f.currency,"
+        " timezone('UTC', timezone(s.timezone, cast(c.local_month as timestamp)))"
+        " as period_start,"
+        " timezone('UTC', timezone(s.timezone,"
+        " cast(c.local_month + interval 1 month as timestamp))) as period_end"
+        " from fct_chargeback_monthly as c join dim_site as s using (site_id)"
+        f" cross join dim_fleet as f where c.local_month = date '{first_day}'"
+    )
+    return (
+        f"with charges as ({charges})"
+        f" select {_select(FOCUS_COLUMNS)} from charges order by site_id, team"
+    )
+
+
+def export_chargeback(
+    db_path: Path | str, month: str, fmt: ChargebackFormat, out: Path | str
+) -> int:
     """Write the chargeback rows of `month` (YYYY-MM) to `out`; returns the number of rows."""
     first_day = parse_month(month)
-    if fmt not in ("csv", "parquet"):
-        raise ConfigError(f"--format {fmt!r}: expected csv or parquet")
+    if fmt not in CHARGEBACK_FORMATS:
+        raise ConfigError(f"--format {fmt!r}: expected one of {', '.join(CHARGEBACK_FORMATS)}")
+    if fmt == "focus":
+        query = _focus_query(first_day)
+        return _export(db_path, query, "csv", out, table="fct_chargeback_monthly")
+    query = (
+        f"select {_select(CHARGEBACK_COLUMNS)} from fct_chargeback_monthly"
+        f" where local_month = date '{first_day}' order by site_id, team"
+    )
+    return _export(
+        db_path, query, fmt, out, table="fct_chargeback_monthly", sheet="chargeback", keys=4
+    )
+
+
+def export_roi(db_path: Path | str, fmt: Format, out: Path | str) -> int:
+    """Write `fct_roi_site` (one row per site) to `out`; returns the number of rows."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
+    query = f"select {_select(ROI_COLUMNS)} from fct_roi_site order by site_id"
+    return _export(db_path, query, fmt, out, table="fct_roi_site", sheet="roi", keys=1)
+
+
+def _export(
+    db_path: Path | str,
+    query: str,
+    fmt: Format,
+    out: Path | str,
+    *,
+    table: str,
+    sheet: str = "data",
+    keys: int = 0,
+) -> int:
     db = Path(db_path)
     if not db.is_file():
         raise ConfigError(f"{db}: no warehouse (build it with `microdc models build`)")
     target = Path(out)
     target.parent.mkdir(parents=True, exist_ok=True)
     temp = target.with_name(f".{target.name}.tmp")
-    columns = ", ".join(f"{expr} as {name}" for name, expr in CHARGEBACK_COLUMNS)
-    query = (
-        f"select {columns} from fct_chargeback_monthly"
-        f" where local_month = date '{first_day}' order by site_id, team"
-    )
-    options = "format csv, header true" if fmt == "csv" else "format parquet"
     try:
         con = duckdb.connect(str(db), read_only=True)
     except duckdb.Error as exc:
@@ -79,11 +257,14 @@ def export_chargeback(db_path: Path | str, month: str, fmt: Format, out: Path | 
         try:
             row = con.execute(f"select count(*) from ({query})").fetchone()
         except duckdb.CatalogException as exc:
-            raise ConfigError(
-                f"{db}: no fct_chargeback_monthly table (rebuild with `microdc models build`)"
-            ) from exc
-        path = str(temp).replace("'", "''")
-        con.execute(f"copy ({query}) to '{path}' ({options})")
+            hint = "rebuild with `microdc models build`"
+            raise ConfigError(f"{db}: no {table} or one of its dimensions ({hint})") from exc
+        if fmt == "xlsx":
+            _write_xlsx(con, query, temp, sheet=sheet, keys=keys)
+        else:
+            options = "format csv, header true" if fmt == "csv" else "format parquet"
+            path = str(temp).replace("'", "''")
+            con.execute(f"copy ({query}) to '{path}' ({options})")
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
@@ -91,3 +272,48 @@ def export_chargeback(db_path: Path | str, month: str, fmt: Format, out: Path | 
         con.close()
     temp.replace(target)
     return int(row[0]) if row else 0
+
+
+def _write_xlsx(
+    con: duckdb.DuckDBPyConnection, query: str, path: Path, *, sheet: str, keys: int
+) -> None:
+    """One sheet: a bold header, frozen header row and `keys` key columns, typed cells."""
+    from openpyxl import Workbook
+    from openpyxl.styles import Font
+    from openpyxl.utils import get_column_letter
+
+    cursor = con.execute(query)
+    names = [d[0] for d in cursor.description]
+    kinds = [str(d[1]).upper() for d in cursor.description]
+    formats: list[str | None] = [
+        _XLSX_DECIMAL
+        if kind.startswith(("DECIMAL", "DOUBLE", "FLOAT", "REAL"))
+        else _XLSX_INTEGER
+        if kind in ("BIGINT", "INTEGER", "SMALLINT", "TINYINT", "HUGEINT", "UBIGINT")
+        else _XLSX_DATE
+        if kind == "DATE"
+        else None
+        for kind in kinds
+    ]
+    book = Workbook()
+    ws = book.active
+    ws.title = sheet
+    ws.append(names)
+    bold = Font(bold=True)
+    for cell in ws[1]:
+        cell.font = bold
+    for values in cursor.fetchall():
+        ws.append([_cell(v) for v in values])
+    for i, (name, fmt) in enumerate(zip(names, formats, strict=True), start=1):
+        letter = get_column_letter(i)
+        if fmt is not None:
+            for (cell,) in ws.iter_rows(min_row=2, min_col=i, max_col=i):
+                cell.number_format = fmt
+        ws.column_dimensions[letter].width = max(len(name) + 2, 12)
+    ws.freeze_panes = f"{get_column_letter(keys + 1)}2"
+    book.save(str(path))
+
+
+def _cell(value: Any) -> Any:
+    # Excel numbers are IEEE doubles; DECIMAL(18,6) values below 1e9 survive the conversion
+    return float(value) if isinstance(value, Decimal) else value
