@@ -61,4 +61,4 @@ kafka-down: $(STAMP) ## stop the local broker
 	$(BIN)/microdc kafka down
 
 clean: ## remove build and run artefacts (not the venv)
-	rm -rf out .pytest_cache .mypy_cache .ruff_cache build *.egg-info $(FOCUS_VENV)
+	rm -rf out .pytest_cache .mypy_cache .ruff_cache build *.egg-info
