@@ -30,6 +30,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import yaml
 
 from pipeline.errors import ConfigError, PipelineError
 from pipeline.fleet.model import Fleet
@@ -130,10 +131,13 @@ def build(
     _run(con, "set enable_progress_bar = false")  # the CLI shows its own progress
     done: list[tuple[Model, int, float]] = []
     try:
+        words = glossary(root)
         for name, table in dim_tables(fleet).items():
             con.register(f"__{name}", table)
             _run(con, f"create or replace table {name} as select * from __{name}")
             con.unregister(f"__{name}")
+            _run(con, f"comment on table {name} is {_quote(DIM_DOCS[name])}")
+            _document_rest(con, name, words)
         for i, model in enumerate(models):
             if progress is not None:
                 progress(model, i, len(models))
@@ -143,6 +147,7 @@ def build(
             try:
                 _run(con, f"create or replace {model.materialized} {model.name} as\n{body}")
                 _document(con, model)
+                _document_rest(con, model.name, words)
                 rows = con.execute(f"select count(*) from {model.name}").fetchall()[0]
             except duckdb.Error as exc:
                 raise ModelError(f"{model.path}: {exc}") from exc
@@ -173,6 +178,43 @@ def _source(con: duckdb.DuckDBPyConnection, lake: Lake, layer: str, dataset: str
     _run(con, f"create or replace table {name} as select * from __empty")
     con.unregister("__empty")
     return name
+
+
+#: dim_ table comments (their columns come from the glossary).
+DIM_DOCS = {
+    "dim_site": "Grain: one row per site. Reference data from the fleet file: location, grid "
+    "zone, design PUE, capex, opex, and the hyperscale baseline it is compared with.",
+    "dim_node": "Grain: one row per node. Reference data: site, rack, cores, power range, capex, "
+    "embodied carbon, lifetime.",
+    "dim_team": "Grain: one row per team. Cost center and monthly energy budget.",
+    "dim_service": "Grain: one row per service x site it runs at. Owning team and SLOs.",
+    "dim_tariff": "Grain: one row per site x tariff period. Energy price by local time of day.",
+    "dim_fleet": "Grain: one row. Fleet-wide settings: carbon price, idle policy, currency.",
+}
+
+
+def glossary(root: Path) -> dict[str, str]:
+    """`sql/columns.yml`: default comments by column name."""
+    path = root / "columns.yml"
+    if not path.exists():
+        return {}
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: expected a mapping of column name to description")
+    return {str(k): str(v) for k, v in loaded.items()}
+
+
+def _document_rest(con: duckdb.DuckDBPyConnection, table: str, words: dict[str, str]) -> None:
+    """Comment every column of `table` that has none yet, from the glossary."""
+    for (column,) in con.execute(
+        "select column_name from duckdb_columns() where table_name = ? and comment is null",
+        [table],
+    ).fetchall():
+        if column in words:
+            _run(con, f"comment on column {table}.{column} is {_quote(words[column])}")
 
 
 def _document(con: duckdb.DuckDBPyConnection, model: Model) -> None:

@@ -309,3 +309,27 @@ def test_a_broken_model_names_its_file_and_leaves_the_warehouse_as_it_was(
     assert con.execute("select x from fct_ok").fetchall() == [(1,)]
     assert not con.execute("select * from duckdb_tables() where table_name = 'fct_bad'").fetchall()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lake", "sql", "w.duckdb"]
+
+
+def test_every_column_of_the_warehouse_is_documented(tmp_path: Path) -> None:
+    db = tmp_path / "w.duckdb"
+    build(Lake(tmp_path / "lake"), load_fleet(), db)
+    con = duckdb.connect(str(db), read_only=True)
+    undocumented = con.execute(
+        """
+        select table_name || '.' || column_name from duckdb_columns()
+        where regexp_matches(table_name, '^(stg|int|fct|dim)_') and comment is null
+        order by 1
+        """
+    ).fetchall()
+    assert undocumented == [], "add them to sql/columns.yml or an @column line"
+    tables = con.execute(
+        """
+        select table_name from duckdb_tables() where regexp_matches(table_name, '^(fct|dim)_')
+        and comment is null
+        union all
+        select view_name from duckdb_views() where regexp_matches(view_name, '^(stg|int)_')
+        and comment is null
+        """
+    ).fetchall()
+    assert tables == []
