@@ -15,6 +15,10 @@
 -- @column cloud_usd_per_month: core-hours x price + egress GB x price, per month
 -- @column egress_gb_per_month: response bytes served locally, GB per month (egress avoided)
 -- @column investment_usd: site capex + its nodes' capex
+-- @column microdc_usd_6m: projected micro-DC cost over 6 months at the pilot's monthly rate
+-- @column cloud_usd_6m: projected cloud cost of the same work over 6 months
+-- @column microdc_usd_12m: projected micro-DC cost over 12 months at the pilot's monthly rate
+-- @column cloud_usd_12m: projected cloud cost of the same work over 12 months
 -- @column monthly_savings_usd: cloud_usd_per_month - operating_usd_per_month
 -- @column payback_months: investment / monthly savings (null when there are no savings)
 -- @column roi_6m_pct: (6 x monthly savings - investment) / investment x 100
@@ -122,6 +126,10 @@ final as (
         s.baseline_usd_per_core_hour,
         s.baseline_egress_usd_per_gb,
         i.investment_usd,
+        6 * microdc_usd_per_month as microdc_usd_6m,
+        6 * cloud_usd_per_month as cloud_usd_6m,
+        12 * microdc_usd_per_month as microdc_usd_12m,
+        12 * cloud_usd_per_month as cloud_usd_12m,
         cloud_usd_per_month - operating_usd_per_month as monthly_savings_usd,
         case when monthly_savings_usd > 0 then i.investment_usd / monthly_savings_usd end
             as payback_months,

@@ -103,6 +103,8 @@ def test_roi_of_a_one_minute_pilot(tmp_path: Path) -> None:
     savings = cloud - (energy_usd + opex_usd) * per_month
     assert got["monthly_savings_usd"] == pytest.approx(savings)
     assert got["investment_usd"] == 12_000.0
+    assert got["cloud_usd_12m"] == pytest.approx(12 * cloud)
+    assert got["microdc_usd_6m"] == pytest.approx(6 * got["microdc_usd_per_month"])
     assert got["payback_months"] == pytest.approx(12_000 / savings)
     assert got["roi_12m_pct"] == pytest.approx((12 * savings - 12_000) / 12_000 * 100)
     # quantile_cont(10, 20, 30, 40; 0.95) = 38.5; plus the 50 ms round trip
