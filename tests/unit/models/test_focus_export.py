@@ -8,15 +8,12 @@ pandas<3 and pytz<2024, and our pyarrow (26) refuses numpy<2 at import ("pyarrow
 2.0 or newer"; pip does not see the clash, pyarrow does not declare numpy), so installing it into
 .venv breaks every pyarrow import. On its own, a plain `pip install focus-validator==1.0.0` is
 broken too: it resolves multimethod 2.x, whose API its pandera 0.17.2 predates (ImportError:
-cannot import name 'overload'). It runs from a separate environment:
-
-    python3.11 -m venv .venv-focus
-    .venv-focus/bin/pip install focus-validator==1.0.0 'multimethod<2'
-    MICRODC_FOCUS_VALIDATOR_PYTHON=$PWD/.venv-focus/bin/python .venv/bin/pytest <this file>
-
-Without MICRODC_FOCUS_VALIDATOR_PYTHON (and without focus_validator in this interpreter) the two
-validator tests skip. They run its own CLI (`python -m focus_validator.main --validate-version 1.0
---output-type unittest`) and read its JUnit XML: 133 rules. The 16 that fail on our FOCUS 1.2
+cannot import name 'overload'). It runs from a separate environment, `.venv-focus`, which
+`make focus-env` builds (`make test` does it first) with focus-validator==1.0.0 and
+'multimethod<2'; MICRODC_FOCUS_VALIDATOR_PYTHON may name another interpreter. Without one the
+validator tests skip outside CI and fail under CI. They run its own CLI
+(`python -m focus_validator.main --validate-version 1.0 --output-type unittest`) and
+read its JUnit XML: 133 rules. The 16 that fail on our FOCUS 1.2
 file, each with the reason:
 
 Renamed in FOCUS 1.0 GA (the validator's "1.0" rule set still carries the 0.5 names), so the
