@@ -78,7 +78,7 @@ from pipeline.errors import ConfigError, PipelineError
 from pipeline.lake.datasets import DATASETS, Dataset
 from pipeline.lake.paths import SegmentName, file_name, parse_file_name, temp_name
 from pipeline.lake.segment import SEGMENT_META
-from pipeline.lake.store import COMPRESSION, COMPRESSION_LEVEL, Lake
+from pipeline.lake.store import COMPRESSION, COMPRESSION_LEVEL, Lake, fsync_dir
 
 log = logging.getLogger(__name__)
 
@@ -282,17 +282,17 @@ class _Compactor:
                 written = [_merge(leaf, run, copy, self.token) for run in runs]
             except (OSError, pa.ArrowException) as exc:
                 raise PipelineError(f"{leaf}: cannot merge its small files: {exc}") from exc
-            _fsync_dir(copy)
+            fsync_dir(copy)
             if {name: entry.inode for name, entry in _listing(leaf).items()} != snapshot:
                 log.info("%s: files landed during compaction; skipped this run", leaf)
                 result.skipped += 1
                 return
             _exchange(leaf, copy)
             swapped = True
-            _fsync_dir(leaf.parent)
-            _fsync_dir(copy.parent)
+            fsync_dir(leaf.parent)
+            fsync_dir(copy.parent)
             self.stats.rescued += _reconcile(leaf, copy, snapshot, inputs)
-            _fsync_dir(leaf)
+            fsync_dir(leaf)
             shutil.rmtree(copy)
             journal.unlink()
         finally:
@@ -488,7 +488,7 @@ def _write_journal(copy: Path, live: Path) -> Path:
         json.dump({"live": str(live), "inode": copy.stat().st_ino}, out)
         out.flush()
         os.fsync(out.fileno())
-    _fsync_dir(copy.parent)
+    fsync_dir(copy.parent)
     return journal
 
 
@@ -543,7 +543,7 @@ def _clean_leftover(live: Path, copy: Path, *, swapped_out: bool) -> int:
                 log.warning("%s/%s: rescued from a crashed compaction", live, file.name)
                 rescued += 1
         if rescued:
-            _fsync_dir(live)
+            fsync_dir(live)
     shutil.rmtree(copy)
     return rescued
 
@@ -614,14 +614,6 @@ def _inode(path: Path) -> int | None:
         return path.lstat().st_ino
     except FileNotFoundError:
         return None
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @contextlib.contextmanager

@@ -13,7 +13,6 @@ the files; `date` is the UTC date of the dataset's event-time field.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any, Literal
 
@@ -30,7 +29,6 @@ from pipeline.contracts.topics import (
     TopicSpec,
 )
 from pipeline.lake.arrow_schema import arrow_schema, load_contract
-from pipeline.metrics.energy import epoch_ms
 
 Layer = Literal["bronze", "silver"]
 
@@ -81,22 +79,6 @@ class Dataset:
                 field = pa.field(HASHED_IP, pa.string(), nullable=True)
             fields.append(field)
         return pa.schema([*fields, *LINEAGE])
-
-    def event_ms(self, record: Any, kafka_timestamp_ms: int) -> int:
-        """The event time a row is partitioned (and segments are rolled) by."""
-        if self.time_field is None:
-            return kafka_timestamp_ms
-        value = getattr(record, self.time_field)
-        if self.time_is_ms:
-            return int(value)
-        return epoch_ms(value)
-
-    def group_of(self, record: Any, event_ms: int) -> tuple[str, str | None]:
-        """(date, partition value) of a row, before sanitizing."""
-        date = datetime.fromtimestamp(event_ms / 1000, UTC).strftime("%Y-%m-%d")
-        if self.partition_field is None:
-            return date, None
-        return date, getattr(record, self.partition_field)
 
 
 def _silver(name: str, time_field: str | None, partition_field: str | None, **kw: Any) -> Dataset:

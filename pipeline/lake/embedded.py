@@ -106,11 +106,7 @@ class EmbeddedLander:
             return
         if segment.files:
             self.lake.write_segment(dataset, segment)
-        self.stats.segments += 1
-        self.stats.files += len(segment.files)
-        self.stats.rows += segment.rows
-        self.stats.invalid += segment.invalid
-        self.stats.rows_by_dataset[dataset.name] += segment.rows
+        self.stats.count(dataset, segment)
 
 
 def _event_ms(record: Any, fallback_ms: int) -> int:

@@ -26,7 +26,7 @@ from pipeline.kafka_admin import ensure_topics
 from pipeline.kafka_records import lean_records
 from pipeline.lake.datasets import DATASETS, Dataset
 from pipeline.lake.privacy import IpPolicy
-from pipeline.lake.segment import RollPolicy, SegmentBuffer, SegmentDraft
+from pipeline.lake.segment import RollPolicy, Segment, SegmentBuffer, SegmentDraft
 from pipeline.lake.store import Lake, PartitionLock
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,14 @@ class LandStats:
     invalid: int = 0
     consumed: int = 0
     rows_by_dataset: Counter[str] = field(default_factory=Counter)
+
+    def count(self, dataset: Dataset, segment: Segment) -> None:
+        """Account for one landed segment."""
+        self.segments += 1
+        self.files += len(segment.files)
+        self.rows += segment.rows
+        self.invalid += segment.invalid
+        self.rows_by_dataset[dataset.name] += segment.rows
 
 
 @dataclass
@@ -66,7 +74,6 @@ class Lander:
         policy: RollPolicy | None = None,
         ip_policy: IpPolicy | None = None,
         datasets: Iterable[Dataset] = DATASETS,
-        on_segment: Callable[[Dataset, int, int, int], None] | None = None,
     ) -> None:
         self.bootstrap = bootstrap
         self.lake = lake
@@ -79,7 +86,6 @@ class Lander:
         self.owned: dict[TopicPartition, _Owned] = {}
         self.watermarks: dict[str, int] = {}  # dataset -> max event ms seen
         self.stats = LandStats()
-        self.on_segment = on_segment
         self._stop = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
 
@@ -150,13 +156,7 @@ class Lander:
         segment = await asyncio.to_thread(draft.build)
         if segment.files:
             await asyncio.to_thread(self.lake.write_segment, dataset, segment)
-        self.stats.segments += 1
-        self.stats.files += len(segment.files)
-        self.stats.rows += segment.rows
-        self.stats.invalid += segment.invalid
-        self.stats.rows_by_dataset[dataset.name] += segment.rows
-        if self.on_segment is not None:
-            self.on_segment(dataset, tp.partition, segment.first, segment.last)
+        self.stats.count(dataset, segment)
         assert self._consumer is not None
         try:
             await self._consumer.commit({tp: segment.last + 1})

@@ -186,7 +186,6 @@ class SegmentBuffer:
             self.first,
             self.last,
             sorted(self._groups.items(), key=lambda item: (item[0][0], item[0][1] or "")),
-            self.rows,
             self.invalid,
             self.ip_policy,
             self._raw,
@@ -205,7 +204,6 @@ class SegmentDraft:
     first: int
     last: int
     groups: list[tuple[tuple[str, str | None], _Group]]
-    rows: int
     invalid: int
     ip_policy: IpPolicy
     raw: bool

@@ -113,7 +113,7 @@ class Lake:
         for temp, final in zip(temps, finals, strict=True):
             temp.replace(final)
         for directory in sorted({final.rsplit("/", 1)[0] for final in finals}):
-            _fsync_dir(directory)
+            fsync_dir(directory)
         return finals
 
     # -- recovery --------------------------------------------------------------------------------
@@ -186,7 +186,8 @@ class PartitionLock:
             self._handle = None
 
 
-def _fsync_dir(directory: str) -> None:
+def fsync_dir(directory: str | Path) -> None:
+    """Make a directory's entries (a rename, a new file) durable."""
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)

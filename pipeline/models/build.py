@@ -23,7 +23,7 @@ import graphlib
 import os
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -240,17 +240,3 @@ def _run(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = No
 
 def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
-
-
-def describe(db_path: Path | str) -> Iterator[tuple[str, str, Any]]:
-    """(table, comment, rows) of every table and view in a built warehouse."""
-    con = duckdb.connect(str(db_path), read_only=True)
-    try:
-        for name, comment in con.execute(
-            "select table_name, comment from duckdb_tables() union all "
-            "select view_name, comment from duckdb_views() where not internal order by 1"
-        ).fetchall():
-            rows = con.execute(f"select count(*) from {name}").fetchone()
-            yield name, comment or "", rows[0] if rows else 0
-    finally:
-        con.close()
