@@ -36,12 +36,12 @@ from pipeline.contracts.topics import REQUEST_LOG
 from pipeline.fleet import load_fleet
 from pipeline.kafka_admin import ensure_topics_sync
 from pipeline.lake import DATASETS, IpPolicy, Lake, Lander
-from pipeline.localkafka import BOOTSTRAP_ENV, LocalKafka
-from pipeline.simulate import SimConfig, Simulator, simulate_to_kafka
+from pipeline.localkafka import BOOTSTRAP_ENV
+from pipeline.simulate import Simulator, simulate_to_kafka
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_kafka import consume
-from bench_worker import EVENTS_PER_MINUTE, START, run_worker
+from bench_worker import broker_for, run_worker, sim_config
 
 
 async def land(bootstrap: str, prefix: str, lake: Lake, expected_rows: int) -> dict[str, float]:
@@ -85,20 +85,13 @@ def main() -> int:
     args = parser.parse_args()
     console = Console()
     fleet = load_fleet()
-    minutes = max(3, -(-args.events // EVENTS_PER_MINUTE))
-    config = SimConfig(start=START, minutes=minutes, seed=42, rps_scale=1.0)
-
-    broker: LocalKafka | None = None
-    if args.bootstrap:
-        bootstrap = args.bootstrap
-    else:
-        broker = LocalKafka(Path(tempfile.mkdtemp(prefix="microdc-bench-")))
-        bootstrap = broker.start()
+    config = sim_config(args.events)
+    bootstrap, broker = broker_for(args.bootstrap)
     lake_dir = Path(tempfile.mkdtemp(prefix="microdc-bench-lake-"))
     try:
         prefix = f"benchl{uuid4().hex[:8]}."
         ensure_topics_sync(bootstrap, [t.with_prefix(prefix) for t in INPUT_TOPICS])
-        console.print(f"producing {minutes} simulated minutes (~{args.events:,} events)...")
+        console.print(f"producing {config.minutes} simulated minutes (~{args.events:,} events)...")
         produced = simulate_to_kafka(fleet, config, bootstrap, topic_prefix=prefix)
         total, n_req = produced.stats.emitted, produced.stats.valid[REQUEST_LOG.name]
         valid = sum(produced.stats.valid.values())

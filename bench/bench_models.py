@@ -48,12 +48,17 @@ print(seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, len(re
 
 
 def build_once(lake: Path, db: Path) -> tuple[float, float]:
-    out = subprocess.run(
-        [sys.executable, "-c", CHILD, str(lake), str(db)],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip().splitlines()[-1].split()
+    out = (
+        subprocess.run(
+            [sys.executable, "-c", CHILD, str(lake), str(db)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+        .split()
+    )
     return float(out[0]), float(out[1])
 
 

@@ -218,6 +218,20 @@ def embedded_rate(fleet: Any, config: SimConfig, limit: int) -> tuple[int, float
     return len(messages), time.perf_counter() - started
 
 
+def sim_config(events: int) -> SimConfig:
+    """Peak-hour simulated minutes enough for about `events` input events."""
+    minutes = max(3, -(-events // EVENTS_PER_MINUTE))
+    return SimConfig(start=START, minutes=minutes, seed=42, rps_scale=1.0)
+
+
+def broker_for(bootstrap: str | None) -> tuple[str, LocalKafka | None]:
+    """The given broker, or a fresh local one (the caller stops it)."""
+    if bootstrap:
+        return bootstrap, None
+    broker = LocalKafka(Path(tempfile.mkdtemp(prefix="microdc-bench-")))
+    return broker.start(), broker
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -236,19 +250,12 @@ def main() -> int:
     args = parser.parse_args()
     console = Console()
     fleet = load_fleet()
-    minutes = max(3, -(-args.events // EVENTS_PER_MINUTE))
-    config = SimConfig(start=START, minutes=minutes, seed=42, rps_scale=1.0)
-
-    broker: LocalKafka | None = None
-    if args.bootstrap:
-        bootstrap = args.bootstrap
-    else:
-        broker = LocalKafka(Path(tempfile.mkdtemp(prefix="microdc-bench-")))
-        bootstrap = broker.start()
+    config = sim_config(args.events)
+    bootstrap, broker = broker_for(args.bootstrap)
     try:
         prefix = f"benchw{uuid4().hex[:8]}."
         ensure_topics_sync(bootstrap, [t.with_prefix(prefix) for t in ALL_TOPICS])
-        console.print(f"producing {minutes} simulated minutes (~{args.events:,} events)...")
+        console.print(f"producing {config.minutes} simulated minutes (~{args.events:,} events)...")
         produced = simulate_to_kafka(fleet, config, bootstrap, topic_prefix=prefix)
         total, n_req = produced.stats.emitted, produced.stats.valid[REQUEST_LOG.name]
         topic = f"{prefix}{REQUEST_LOG.name}"

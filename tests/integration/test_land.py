@@ -8,7 +8,6 @@ log; the lake's lineage columns give the same triple for every landed row.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import random
 import signal
@@ -30,8 +29,9 @@ from pipeline.fleet import load_fleet
 from pipeline.kafka_admin import ensure_topics_sync
 from pipeline.lake import BY_NAME, Lake
 from pipeline.localkafka import LocalKafka
-from pipeline.simulate import FaultConfig, KafkaSink, SimConfig, Simulator
+from pipeline.simulate import FaultConfig, SimConfig, Simulator
 from tests.integration.kafka_read import read_topics
+from tests.integration.live_feed import LiveFeed
 from tests.integration.worker_procs import _die_with_parent, wait_for
 
 START = datetime(2026, 3, 2, 23, 30, tzinfo=UTC)  # crosses midnight: two date partitions
@@ -91,44 +91,6 @@ class Lander:
             )
 
 
-class Feed:
-    """Simulated minutes produced from a thread at a fixed pace, like a live fleet."""
-
-    def __init__(self, bootstrap: str, prefix: str, config: SimConfig, pace_s: float) -> None:
-        self.bootstrap, self.prefix, self.pace_s = bootstrap, prefix, pace_s
-        self.batches = list(Simulator(load_fleet(), config).minutes())
-        self.produced = 0
-        self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    @property
-    def total(self) -> int:
-        return sum(len(b) for b in self.batches)
-
-    @property
-    def done(self) -> bool:
-        if self.error is not None:
-            raise AssertionError(f"feed failed: {self.error!r}")
-        return self.produced == len(self.batches)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            asyncio.run(self._produce())
-        except BaseException as exc:  # noqa: BLE001 - reported through `done`
-            self.error = exc
-
-    async def _produce(self) -> None:
-        async with KafkaSink(self.bootstrap, topic_prefix=self.prefix) as sink:
-            for batch in self.batches:
-                await sink.write(batch)
-                await sink.flush()
-                self.produced += 1
-                await asyncio.sleep(self.pace_s)
-
-
 def valid_offsets(bootstrap: str, topics: list[TopicSpec], total: int) -> set[tuple[str, int, int]]:
     """(topic, partition, offset) of every record in `topics` that passes its contract."""
     by_name = {spec.name: spec for spec in topics}
@@ -173,7 +135,9 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(
     rng = random.Random(seed)
     faults = FaultConfig(malformed=0.002, late=0.01, duplicate=0.005, out_of_order=0.01)
     config = SimConfig(start=START, minutes=40, seed=17, rps_scale=0.12, faults=faults)
-    feed = Feed(kafka_bootstrap, topic_prefix, config, pace_s=0.35)
+    feed = LiveFeed(
+        kafka_bootstrap, topic_prefix, list(Simulator(load_fleet(), config).minutes()), 0.35
+    )
     assert feed.total >= 200_000, f"only {feed.total} events"
     lake = tmp_path / "lake"
     lander = Lander(kafka_bootstrap, topic_prefix, lake, tmp_path / "land.log", max_rows=4_000)
@@ -219,24 +183,20 @@ def test_a_broker_restart_mid_run_is_survived_without_help(
         specs = [spec.with_prefix(topic_prefix) for spec in INPUT_TOPICS]
         ensure_topics_sync(bootstrap, specs)
         config = SimConfig(start=START, minutes=12, seed=3, rps_scale=0.05)
-        feed = Feed(bootstrap, topic_prefix, config, pace_s=0.0)
-        first, second = feed.batches[:6], feed.batches[6:]
+        batches = list(Simulator(load_fleet(), config).minutes())
+        first = LiveFeed(bootstrap, topic_prefix, batches[:6], pace_s=0.0)
+        second = LiveFeed(bootstrap, topic_prefix, batches[6:], pace_s=0.0)
         lake = tmp_path / "lake"
         lander = Lander(bootstrap, topic_prefix, lake, tmp_path / "land.log", max_rows=2_000)
         lander.start()
-        feed.batches = first
-        feed.start()
-        wait_for(lambda: feed.done, 60, "the first half to be produced")
+        first.start()
+        wait_for(lambda: first.done, 60, "the first half to be produced")
         wait_for(lambda: sum(landed(lake).values()) > 0, 60, "some rows to land")
         kafka.restart()
         lander.check_alive()
-        second_feed = Feed.__new__(Feed)
-        second_feed.__dict__.update(feed.__dict__)
-        second_feed.batches, second_feed.produced, second_feed.error = second, 0, None
-        second_feed._thread = threading.Thread(target=second_feed._run, daemon=True)
-        second_feed.start()
-        wait_for(lambda: second_feed.done, 60, "the second half to be produced")
-        total = sum(len(b) for b in first + second)
+        second.start()
+        wait_for(lambda: second.done, 60, "the second half to be produced")
+        total = first.total + second.total
         expected = valid_offsets(bootstrap, specs, total)
         wait_for(lambda: set(landed(lake)) >= expected, 120, "every record after the restart")
         lander.check_alive()

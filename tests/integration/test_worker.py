@@ -15,7 +15,6 @@ closing minutes and are compared in full.
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
@@ -33,6 +32,7 @@ from pipeline.runner import Message, RunResult, from_envelopes, run_embedded
 from pipeline.simulate import Envelope, FaultConfig, SimConfig, Simulator
 from pipeline.simulate.sinks import KafkaSink
 from tests.integration.kafka_read import read_topics
+from tests.integration.live_feed import LiveFeed
 from tests.integration.worker_procs import WorkerPool, wait_for
 
 START = datetime(2026, 3, 2, 14, 30, tzinfo=UTC)
@@ -237,57 +237,6 @@ def test_late_events_match_the_embedded_runner_in_kafka_order(
     assert_same(got, expected)
 
 
-class LiveFeed:
-    """The simulation produced minute by minute from a thread, like a live fleet: each simulated
-    minute is flushed (both co-partitioned topics) before the next one is written, at a fixed
-    pace. Workers consuming it are mid-run whenever one is killed."""
-
-    def __init__(
-        self, bootstrap: str, prefix: str, fleet: Fleet, config: SimConfig, pace_s: float
-    ) -> None:
-        self.bootstrap = bootstrap
-        self.prefix = prefix
-        self.pace_s = pace_s
-        self.batches = list(Simulator(fleet, config).minutes())
-        self.produced = 0
-        self.error: BaseException | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="live-feed", daemon=True)
-
-    @property
-    def envelopes(self) -> list[Envelope]:
-        return [env for batch in self.batches for env in batch]
-
-    @property
-    def done(self) -> bool:
-        if self.error is not None:
-            raise AssertionError(f"live feed failed: {self.error!r}")
-        return self.produced == len(self.batches)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(30)
-
-    def _run(self) -> None:
-        try:
-            asyncio.run(self._produce())
-        except BaseException as exc:  # noqa: BLE001 - reported through `done`
-            self.error = exc
-
-    async def _produce(self) -> None:
-        async with KafkaSink(self.bootstrap, topic_prefix=self.prefix) as sink:
-            for batch in self.batches:
-                if self._stop.is_set():
-                    return
-                await sink.write(batch)
-                await sink.flush()
-                self.produced += 1
-                await asyncio.sleep(self.pace_s)  # the fleet's pace, not a wait on a condition
-
-
 def test_sigkill_and_restart_lose_nothing_and_repeat_identical_values(
     kafka_bootstrap: str, topic_prefix: str, pool: WorkerPool
 ) -> None:
@@ -295,7 +244,8 @@ def test_sigkill_and_restart_lose_nothing_and_repeat_identical_values(
     (state from the changelog), a restarts on its own RocksDB store and rejoins."""
     fleet = load_fleet()
     config = SimConfig(start=START, minutes=MINUTES, seed=13, rps_scale=0.15)
-    feed = LiveFeed(kafka_bootstrap, topic_prefix, fleet, config, pace_s=0.25)
+    batches = list(Simulator(fleet, config).minutes())
+    feed = LiveFeed(kafka_bootstrap, topic_prefix, batches, pace_s=0.25)
     expected = expected_outputs(run_embedded(fleet, from_envelopes(feed.envelopes)))
 
     # 6 s is the broker's minimum session timeout: b notices a's death that fast.

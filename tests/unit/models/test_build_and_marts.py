@@ -18,72 +18,19 @@ from pipeline.fleet import load_fleet
 from pipeline.lake import Lake
 from pipeline.lake.embedded import EmbeddedLander
 from pipeline.models.build import build, load_models
+from tests.unit.models import factories
+from tests.unit.models.factories import energy_minute
 
 T = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 
 
 def energy(minute: int, service: str, **kw: Any) -> EnergyMinute:
-    at = T + timedelta(minutes=minute)
-    values: dict[str, Any] = {
-        "key": f"{at:%Y-%m-%dT%H:%MZ}|bog1-r1-n01|{service}",
-        "window_start": at,
-        "site_id": "bog1",
-        "node_id": "bog1-r1-n01",
-        "service": service,
-        "team": "payments" if service != "__idle__" else "__idle__",
-        "requests": 0,
-        "errors_5xx": 0,
-        "slow": 0,
-        "busy_ms": 0.0,
-        "bytes_in": 0,
-        "bytes_out": 0,
-        "it_energy_wh": 0.0,
-        "facility_energy_wh": 0.0,
-        "pue": 1.5,
-        "pue_source": "metered",
-        "coverage": 1.0,
-        "grid_intensity_gco2e_per_kwh": 200.0,
-        "intensity_source": "grid",
-        "renewable_share": 0.0,
-        "operational_gco2e": 0.0,
-        "embodied_gco2e": 0.0,
-        "it_wh_per_request": None,
-        "facility_wh_per_request": None,
-        "sci_gco2e_per_request": None,
-        "latency_p50_ms": None,
-        "latency_p95_ms": None,
-        "latency_p99_ms": None,
-    }
-    values.update(kw)
-    return EnergyMinute(**values)
+    team = "payments" if service != "__idle__" else "__idle__"
+    return energy_minute(T + timedelta(minutes=minute), "bog1-r1-n01", service, team, **kw)
 
 
 def site_minute(at: datetime, **kw: Any) -> SiteMinute:
-    values: dict[str, Any] = {
-        "key": f"{at:%Y-%m-%dT%H:%MZ}|bog1",
-        "window_start": at,
-        "site_id": "bog1",
-        "facility_energy_wh": None,
-        "it_energy_wh": None,
-        "node_it_energy_wh": 0.0,
-        "pue": 1.0,
-        "pue_source": "metered",
-        "renewable_energy_wh": 0.0,
-        "renewable_share": 0.0,
-        "water_l": None,
-        "wue_l_per_kwh": None,
-        "cue_kg_per_kwh": None,
-        "grid_intensity_gco2e_per_kwh": 200.0,
-        "intensity_source": "grid",
-        "operational_gco2e": 0.0,
-        "embodied_gco2e": 0.0,
-        "requests": 0,
-        "nodes_reporting": 1,
-        "coverage": 1.0,
-        "outdoor_temp_c": None,
-    }
-    values.update(kw)
-    return SiteMinute(**values)
+    return factories.site_minute(at, "bog1", **kw)
 
 
 def request(i: int, latency_ms: float, *, minute: int = 0) -> bytes:

@@ -20,6 +20,8 @@ from pipeline.fleet.model import Fleet, Opex, TariffPeriod
 from pipeline.lake import Lake
 from pipeline.lake.embedded import EmbeddedLander
 from pipeline.models.build import build
+from tests.unit.models import factories
+from tests.unit.models.factories import energy_minute
 
 replace = msgspec.structs.replace
 
@@ -43,64 +45,19 @@ BOG = "bog1-r1-n01"
 SAO = "sao1-r1-n01"
 
 
-def energy(at: datetime, node: str, service: str, team: str, **kw: Any) -> EnergyMinute:
-    values: dict[str, Any] = {
-        "key": f"{at:%Y-%m-%dT%H:%MZ}|{node}|{service}",
-        "window_start": at,
-        "site_id": node[:4],
-        "node_id": node,
-        "service": service,
-        "team": team,
-        "requests": 0,
-        "errors_5xx": 0,
-        "slow": 0,
-        "busy_ms": 0.0,
-        "bytes_in": 0,
-        "bytes_out": 0,
-        "it_energy_wh": 0.0,
-        "facility_energy_wh": 0.0,
-        "pue": 1.5,
-        "pue_source": "metered",
-        "coverage": 1.0,
-        "grid_intensity_gco2e_per_kwh": 200.0,
-        "intensity_source": "grid",
-        "renewable_share": 0.0,
-        "operational_gco2e": 0.0,
-        "embodied_gco2e": 0.0,
-        "it_wh_per_request": None,
-        "facility_wh_per_request": None,
-        "sci_gco2e_per_request": None,
-        "latency_p50_ms": None,
-        "latency_p95_ms": None,
-        "latency_p99_ms": None,
-    }
-    values.update(kw)
-    return EnergyMinute(**values)
+energy = energy_minute
 
 
 def site_minute(at: datetime, site: str, facility_wh: float, share: float) -> SiteMinute:
-    return SiteMinute(
-        key=f"{at:%Y-%m-%dT%H:%MZ}|{site}",
-        window_start=at,
-        site_id=site,
+    return factories.site_minute(
+        at,
+        site,
         facility_energy_wh=facility_wh,
         it_energy_wh=facility_wh / 1.5,
         node_it_energy_wh=facility_wh / 1.5,
         pue=1.5,
-        pue_source="metered",
         renewable_energy_wh=facility_wh * share,
         renewable_share=share,
-        water_l=None,
-        wue_l_per_kwh=None,
-        cue_kg_per_kwh=None,
-        grid_intensity_gco2e_per_kwh=200.0,
-        intensity_source="grid",
-        operational_gco2e=0.0,
-        embodied_gco2e=0.0,
-        requests=0,
-        nodes_reporting=1,
-        coverage=1.0,
-        outdoor_temp_c=None,
     )
 
 
@@ -205,10 +162,8 @@ def small_fleet(idle_policy: str = "separate", **kw: Any) -> Fleet:
     )
 
 
-@pytest.fixture(scope="module")
-def lake(tmp_path_factory: pytest.TempPathFactory) -> Lake:
-    root = tmp_path_factory.mktemp("chargeback") / "lake"
-    lake = Lake(root)
+def land_rows(lake: Lake) -> Lake:
+    """ROWS and their site minutes (bog1 and sao1, March and April 2026) landed in `lake`."""
     lander = EmbeddedLander(lake)
     for record in ROWS:
         lander.add_output(ENERGY_MINUTES, record, 0)
@@ -218,6 +173,11 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> Lake:
         lander.add_output(SITE_MINUTES, site_minute(at, site, total, share), 0)
     lander.close()
     return lake
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory: pytest.TempPathFactory) -> Lake:
+    return land_rows(Lake(tmp_path_factory.mktemp("chargeback") / "lake"))
 
 
 @pytest.fixture(scope="module")

@@ -67,10 +67,8 @@ from typing import Any
 import duckdb
 import pytest
 
-from pipeline.contracts.topics import ENERGY_MINUTES, SITE_MINUTES
 from pipeline.errors import ConfigError
 from pipeline.lake import Lake
-from pipeline.lake.embedded import EmbeddedLander
 from pipeline.models.build import build
 from pipeline.models.export import (
     CHARGEBACK_COLUMNS,
@@ -82,15 +80,9 @@ from pipeline.models.export import (
 )
 from tests.unit.models.test_chargeback import (
     IDLE,
-    M1,
-    M2,
-    M3,
-    M4,
     NODE_CAPEX,
-    ROWS,
-    S1,
     SITE_CAPEX,
-    site_minute,
+    land_rows,
     small_fleet,
 )
 
@@ -148,15 +140,7 @@ CONDITIONAL_FAILURES = {
 def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """test_chargeback's lake (bog1 and sao1, March and April 2026), idle policy `separate`."""
     root = tmp_path_factory.mktemp("focus")
-    lake = Lake(root / "lake")
-    lander = EmbeddedLander(lake)
-    for record in ROWS:
-        lander.add_output(ENERGY_MINUTES, record, 0)
-    for at, site in [(S1, "sao1"), (M1, "bog1"), (M2, "bog1"), (M3, "bog1"), (M4, "bog1")]:
-        total = sum(r.facility_energy_wh for r in ROWS if r.window_start == at)
-        share = 0.5 if at == M1 else 0.0
-        lander.add_output(SITE_MINUTES, site_minute(at, site, total, share), 0)
-    lander.close()
+    lake = land_rows(Lake(root / "lake"))
     db = root / "w.duckdb"
     build(lake, small_fleet("separate"), db)
     return db

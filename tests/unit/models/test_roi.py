@@ -15,7 +15,7 @@ from pipeline.fleet import load_fleet
 from pipeline.lake import Lake
 from pipeline.lake.embedded import EmbeddedLander
 from pipeline.models.build import build
-from tests.unit.models.test_build_and_marts import energy
+from tests.unit.models.factories import energy_minute
 
 replace = msgspec.structs.replace
 T = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)  # 10:00 in Bogotá, March (44,640 minutes)
@@ -53,9 +53,11 @@ def test_roi_of_a_one_minute_pilot(tmp_path: Path) -> None:
     # checkout-api (18 ms of CPU per request in the demo fleet): 1,000 requests, 2 GB out
     lander.add_output(
         ENERGY_MINUTES,
-        energy(
-            0,
+        energy_minute(
+            T,
+            "bog1-r1-n01",
             "checkout-api",
+            "payments",
             requests=1000,
             bytes_out=2_000_000_000,
             it_energy_wh=600.0,
@@ -66,7 +68,11 @@ def test_roi_of_a_one_minute_pilot(tmp_path: Path) -> None:
         0,
     )
     lander.add_output(
-        ENERGY_MINUTES, energy(0, "__idle__", it_energy_wh=80.0, facility_energy_wh=100.0), 0
+        ENERGY_MINUTES,
+        energy_minute(
+            T, "bog1-r1-n01", "__idle__", "__idle__", it_energy_wh=80.0, facility_energy_wh=100.0
+        ),
+        0,
     )
     for i, latency in enumerate([10.0, 20.0, 30.0, 40.0]):
         value = RequestLog(
