@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 FOCUS_VENV ?= .venv-focus
 FOCUS_STAMP := $(FOCUS_VENV)/.installed
 
-.PHONY: help install focus-env demo test unit integration lint bench kafka-jars kafka-up kafka-down clean
+.PHONY: help install focus-env browser demo test unit integration lint bench kafka-jars kafka-up kafka-down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -30,6 +30,13 @@ $(FOCUS_STAMP):
 
 focus-env: $(FOCUS_STAMP) ## a separate venv with FinOps focus-validator (used by the FOCUS export tests)
 
+browser: ## Debian's chromium for the browser tests (apt-get as root, else sudo)
+	@command -v $${MICRODC_CHROMIUM:-chromium} >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium for the browser tests"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+	@command -v $${MICRODC_CHROMIUM:-chromium} >/dev/null 2>&1 || { echo "no chromium: install Debian's chromium package or set MICRODC_CHROMIUM=/path/to/chromium" >&2; exit 1; }
+
 demo: $(STAMP) ## run the pipeline on the embedded default (no Kafka needed)
 	$(BIN)/microdc demo
 
@@ -40,7 +47,7 @@ lint: $(STAMP) ## ruff and mypy --strict
 	$(BIN)/ruff check pipeline tests bench
 	$(BIN)/mypy
 
-test: $(STAMP) $(FOCUS_STAMP) kafka-jars lint ## lint, then the whole suite against a real Kafka broker it starts itself
+test: $(STAMP) $(FOCUS_STAMP) kafka-jars browser lint ## lint, then the whole suite against a real Kafka broker it starts itself
 	$(BIN)/pytest
 
 unit: $(STAMP) ## unit tests only (no broker)

@@ -27,14 +27,19 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from rich.console import Console
 from rich.table import Table
 
+from pipeline.config import Settings
 from pipeline.contracts import ALL_TOPICS, RequestLog
 from pipeline.contracts.codec import decoder
 from pipeline.fleet import load_fleet
 from pipeline.kafka_admin import ensure_topics_sync
+from pipeline.kafka_security import KafkaSecurity, client_kwargs
 from pipeline.localkafka import BOOTSTRAP_ENV, LocalKafka
 from pipeline.simulate import SimConfig, Simulator, simulate_to_kafka
 
 START = datetime(2026, 3, 2, 15, tzinfo=UTC)  # late morning in Bogotá and Mexico: near peak
+#: How every benchmark client connects: MICRODC_KAFKA_SECURITY_PROTOCOL, _SASL_*, _SSL_* (or the
+#: config file) for a broker given with --bootstrap; PLAINTEXT by default, as the local broker.
+SECURITY = KafkaSecurity.from_settings(Settings())
 
 
 def rss_mb() -> float:
@@ -52,6 +57,7 @@ async def consume(
         auto_offset_reset="earliest",
         fetch_max_bytes=16 * 1024 * 1024,
         max_partition_fetch_bytes=4 * 1024 * 1024,
+        **client_kwargs(SECURITY),
     )
     await consumer.start()
     try:
@@ -115,8 +121,12 @@ def main() -> int:
 
     def produce() -> float:  # (a) into fresh topics each time
         prefix = f"bench{uuid4().hex[:8]}."
-        ensure_topics_sync(bootstrap, [t.with_prefix(prefix) for t in ALL_TOPICS])
-        produced = simulate_to_kafka(fleet, config, bootstrap, topic_prefix=prefix)
+        ensure_topics_sync(
+            bootstrap, [t.with_prefix(prefix) for t in ALL_TOPICS], security=SECURITY
+        )
+        produced = simulate_to_kafka(
+            fleet, config, bootstrap, topic_prefix=prefix, security=SECURITY
+        )
         assert produced.stats.emitted == events
         prefixes.append(prefix)
         return produced.seconds

@@ -40,7 +40,7 @@ from pipeline.localkafka import BOOTSTRAP_ENV
 from pipeline.simulate import Simulator, simulate_to_kafka
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_kafka import consume
+from bench_kafka import SECURITY, consume
 from bench_worker import broker_for, run_worker, sim_config
 
 
@@ -53,6 +53,7 @@ async def land(bootstrap: str, prefix: str, lake: Lake, expected_rows: int) -> d
         group_id=f"{prefix}bench-land",
         ip_policy=IpPolicy(b"bench-secret"),
         datasets=[d for d in DATASETS if d.layer == "bronze"],
+        security=SECURITY,
     )
     task = asyncio.create_task(lander.run())
     first = done = None
@@ -90,9 +91,13 @@ def main() -> int:
     lake_dir = Path(tempfile.mkdtemp(prefix="microdc-bench-lake-"))
     try:
         prefix = f"benchl{uuid4().hex[:8]}."
-        ensure_topics_sync(bootstrap, [t.with_prefix(prefix) for t in INPUT_TOPICS])
+        ensure_topics_sync(
+            bootstrap, [t.with_prefix(prefix) for t in INPUT_TOPICS], security=SECURITY
+        )
         console.print(f"producing {config.minutes} simulated minutes (~{args.events:,} events)...")
-        produced = simulate_to_kafka(fleet, config, bootstrap, topic_prefix=prefix)
+        produced = simulate_to_kafka(
+            fleet, config, bootstrap, topic_prefix=prefix, security=SECURITY
+        )
         total, n_req = produced.stats.emitted, produced.stats.valid[REQUEST_LOG.name]
         valid = sum(produced.stats.valid.values())
         topic = f"{prefix}{REQUEST_LOG.name}"

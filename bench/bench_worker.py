@@ -45,7 +45,7 @@ from pipeline.runner import EmbeddedPipeline, from_envelopes
 from pipeline.simulate import SimConfig, Simulator, simulate_to_kafka
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_kafka import consume
+from bench_kafka import SECURITY, consume
 
 START = datetime(2026, 3, 2, 15, tzinfo=UTC)  # late morning in Bogotá and Mexico: near peak
 EVENTS_PER_MINUTE = 42_000  # at rps scale 1.0 from START on, on average (demo fleet)
@@ -162,8 +162,12 @@ def run_worker(
 FAUST_AGENT = textwrap.dedent(
     """
     import sys, time, faust
+    from pipeline.config import Settings
+    from pipeline.kafka_security import KafkaSecurity, faust_credentials
     bootstrap, topic, n, port = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    credentials = faust_credentials(KafkaSecurity.from_settings(Settings()))  # as SECURITY
     app = faust.App(f"bench-stock-{time.time_ns()}", broker=f"kafka://{bootstrap}",
+                    broker_credentials=credentials,
                     store="memory://", web_port=port, web_bind="127.0.0.1",
                     topic_disable_leader=True, datadir=sys.argv[5],
                     worker_redirect_stdouts=False)
@@ -254,9 +258,13 @@ def main() -> int:
     bootstrap, broker = broker_for(args.bootstrap)
     try:
         prefix = f"benchw{uuid4().hex[:8]}."
-        ensure_topics_sync(bootstrap, [t.with_prefix(prefix) for t in ALL_TOPICS])
+        ensure_topics_sync(
+            bootstrap, [t.with_prefix(prefix) for t in ALL_TOPICS], security=SECURITY
+        )
         console.print(f"producing {config.minutes} simulated minutes (~{args.events:,} events)...")
-        produced = simulate_to_kafka(fleet, config, bootstrap, topic_prefix=prefix)
+        produced = simulate_to_kafka(
+            fleet, config, bootstrap, topic_prefix=prefix, security=SECURITY
+        )
         total, n_req = produced.stats.emitted, produced.stats.valid[REQUEST_LOG.name]
         topic = f"{prefix}{REQUEST_LOG.name}"
 

@@ -2,27 +2,33 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import re
 import sys
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from pipeline.config import Settings
-from pipeline.errors import ConfigError, PipelineError
+from pipeline.config import CONFIG_ENV, Settings, use_config_file
+from pipeline.errors import ConfigError, PipelineError, one_line
+from pipeline.kafka_security import KafkaSecurity
 
 app = typer.Typer(
     name="microdc",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
-    help="Energy, cost, carbon and SLOs per request for micro data centers.",
-)
+)  # its help text: the docstring of `_global_options`
 topics_app = typer.Typer(
     no_args_is_help=True, help="Create and inspect the pipeline's Kafka topics."
 )
@@ -35,9 +41,84 @@ models_app = typer.Typer(no_args_is_help=True, help="Build the DuckDB warehouse 
 app.add_typer(models_app, name="models")
 schemas_app = typer.Typer(no_args_is_help=True, help="Generated contracts in schemas/.")
 app.add_typer(schemas_app, name="schemas")
+config_app = typer.Typer(
+    no_args_is_help=True, help="Inspect settings (flags > MICRODC_* > config file > defaults)."
+)
+app.add_typer(config_app, name="config")
 
 console = Console(stderr=True)
 out = Console()
+
+DEBUG_ENV = "MICRODC_DEBUG"
+
+
+@dataclass
+class _Globals:
+    """The global options of this invocation (set by `_global_options`, read by `main`)."""
+
+    log_format: str | None = None
+    debug: bool = False
+
+
+_globals = _Globals()
+
+
+@app.callback()
+def _global_options(
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help=f"TOML settings file (default: ${CONFIG_ENV}, else ./microdc.toml if present). "
+            "Flags beat MICRODC_* variables, which beat the file.",
+        ),
+    ] = None,
+    log_format: Annotated[
+        str | None,
+        typer.Option(
+            "--log-format",
+            help="Logs of worker, land and simulate: text or json, one object a line "
+            "(default: $MICRODC_LOG_FORMAT or text).",
+        ),
+    ] = None,
+    debug: Annotated[
+        bool,
+        typer.Option("--debug", help=f"Print the traceback of an error (also {DEBUG_ENV}=1)."),
+    ] = False,
+) -> None:
+    """Energy, cost, carbon and SLOs per request for micro data centers.
+
+    Settings: flags > MICRODC_* variables > the TOML file (--config) > defaults.
+
+    Example: microdc demo
+    """
+    if log_format is not None and log_format not in ("text", "json"):
+        raise typer.BadParameter(f"{log_format!r} is not text or json", param_hint="--log-format")
+    use_config_file(config)
+    _globals.log_format = log_format
+    _globals.debug = debug
+
+
+def _start_logging(settings: Settings, level: str = "WARNING") -> str:
+    """Set up logging for a long-running command; returns the format (flag > settings)."""
+    from pipeline.logs import configure_logging
+
+    if not isinstance(logging.getLevelName(level.upper()), int):
+        raise ConfigError(f"log level {level!r}: use debug, info, warning or error")
+    fmt = _globals.log_format or settings.log_format
+    configure_logging(fmt, level)
+    return fmt
+
+
+def _say(message: str) -> None:
+    """A progress line of a long-running command as a log record (JSON log format)."""
+    logging.getLogger("pipeline.cli").info(message)
+
+
+def _security(settings: Settings) -> KafkaSecurity:
+    """The Kafka security settings (protocol, SASL, TLS files), validated."""
+    return KafkaSecurity.from_settings(settings)
+
 
 _DURATION = re.compile(r"^(\d+)([mhd])$")
 _UNIT_MINUTES = {"m": 1, "h": 60, "d": 1440}
@@ -120,6 +201,7 @@ def simulate(
     )
 
     settings = Settings()
+    _start_logging(settings)
     if sink not in ("files", "kafka"):
         raise ConfigError(f"--sink {sink!r} must be files or kafka")
     config = SimConfig(
@@ -147,6 +229,7 @@ def simulate(
                 bootstrap or settings.kafka_bootstrap,
                 topic_prefix=settings.topic_prefix if topic_prefix is None else topic_prefix,
                 progress=advance,
+                security=_security(settings),
             )
     _print_sim_result(result)
 
@@ -180,65 +263,115 @@ def process(
 
 @app.command()
 def demo(
-    out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("out/demo"),
-    duration: Annotated[str, typer.Option(help="Simulated time span: 90m, 6h, 14d.")] = "1d",
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
-    rps_scale: Annotated[float, typer.Option(help="Multiplies request rates.")] = 0.02,
+    out_dir: Annotated[Path, typer.Option("--out", help="Output folder (replaced).")] = Path(
+        "out/demo"
+    ),
+    days: Annotated[
+        float, typer.Option(help="Simulated days from 2026-03-02 (0.25 = six hours).")
+    ] = 14.0,
+    seed: Annotated[int, typer.Option(help="Random seed of the simulator.")] = 7,
     fleet: FleetOpt = None,
+    nodes_per_site: Annotated[
+        int,
+        typer.Option(help="Servers simulated per site (0 = every node of the fleet file)."),
+    ] = 4,
+    rps_scale: Annotated[float, typer.Option(help="Multiplies every service's request rate.")] = (
+        0.01
+    ),
+    quality: Annotated[
+        bool, typer.Option(help="Run the Great Expectations checks (and write Data Docs).")
+    ] = True,
 ) -> None:
-    """Simulate the demo fleet and run the stream core on it in-process (no Kafka).
+    """Run the whole pipeline on the embedded default, no Kafka needed.
 
-    Example: microdc demo --duration 2d --out out/demo
+    Simulates the demo fleet, runs the stream core, lands the Parquet lake, builds the DuckDB
+    warehouse, checks it, writes the chargeback/FOCUS/ROI exports and the HTML report, and
+    prints one summary row per site with the paths of everything written.
+
+    Example: microdc demo --days 14 --seed 7 --out out/demo
     """
-    from pipeline.embedded import simulate_and_land, summarize, write_outputs
-    from pipeline.fleet import load_fleet
-    from pipeline.lake import IpPolicy, Lake
-    from pipeline.models.build import build
-    from pipeline.simulate import SimConfig
+    from pipeline.demo import DemoOptions, run_demo
 
     settings = Settings()
-    fleet_data = load_fleet(fleet or settings.fleet)
-    config = SimConfig(
-        start=parse_start("2026-03-02T00:00Z"),
-        minutes=parse_duration(duration),
+    options = DemoOptions(
+        out=out_dir,
+        days=days,
         seed=seed,
+        fleet=fleet or settings.fleet,
+        nodes_per_site=nodes_per_site or None,
         rps_scale=rps_scale,
+        ip_secret=settings.lake_ip_secret,
+        quality=quality,
     )
-    secret = settings.lake_ip_secret
-    lake = Lake(out_dir / "lake")
-    ip_policy = IpPolicy(secret.encode() if secret else None)
-    with _progress(config.minutes, "simulate → stream core → lake") as advance:
-        run = simulate_and_land(
-            fleet_data,
-            config,
-            lake,
-            ip_policy=ip_policy,
-            jsonl_dir=out_dir / "sim",
-            advance=advance,
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        disable=not console.is_terminal,
+    ) as bar:
+
+        def step(label: str, total: int | None) -> Callable[[int], None]:
+            for done in bar.tasks:  # the previous stage is complete
+                bar.update(done.id, total=done.completed or 1, completed=done.completed or 1)
+            task = bar.add_task(label, total=total)
+            return lambda n: bar.advance(task, n)
+
+        result = run_demo(options, step=step)
+        step("done", 1)(1)
+    _print_demo(result)
+
+
+def _print_demo(result: Any) -> None:
+    table = Table(
+        "site",
+        "requests",
+        "facility kWh",
+        "PUE",
+        "Wh/req",
+        "gCO2e/req",
+        "p95 ms",
+        "chargeback USD",
+        "cloud USD",
+        "ROI 12 mo",
+        title="per site over the run (facility energy incl. idle; SCI = operational + embodied)",
+    )
+    for s in result.sites:
+        table.add_row(
+            s.site_id,
+            f"{s.requests:,}",
+            f"{s.facility_kwh:,.1f}",
+            _fmt(s.pue, ".3f"),
+            _fmt(s.wh_per_request, ".2f"),
+            _fmt(s.gco2e_per_request, ".3f"),
+            _fmt(s.p95_latency_ms, ".0f"),
+            f"{s.chargeback_usd:,.0f}",
+            _fmt(s.cloud_usd, ",.0f"),
+            "-" if s.roi_12m_pct is None else f"{s.roi_12m_pct:+.0f} %",
         )
-    result, landed = run.result, run.landed
-    warehouse = build(lake, fleet_data, out_dir / "warehouse.duckdb")
-    paths = write_outputs(result, out_dir / "stream")
-    _print_summary(summarize(result))
-    out.print(f"[bold]inputs[/] ({run.emitted:,} records): {(out_dir / 'sim').resolve()}")
-    out.print(f"[bold]stream outputs[/]: {(out_dir / 'stream').resolve()}")
-    for topic, path in paths.items():
-        out.print(f"  {topic}: {len(result.outputs[topic]):,} records → {path.name}")
+    out.print(table)
+    if result.quality is not None:
+        q = result.quality
+        verdict = "[green]all passed[/]" if q.success else f"[red]{len(q.failures())} failed[/]"
+        out.print(f"[bold]quality[/]: {q.expectations} expectations, {verdict}")
+        for line in q.failures():
+            out.print(f"  FAIL {line}", highlight=False, markup=False, soft_wrap=True)
+    counts = result.counts
     out.print(
-        f"[bold]Parquet lake[/] ({landed.rows:,} rows, {landed.files:,} files, client_ip: "
-        f"{ip_policy.mode}): {lake.root}"
+        f"[bold]ran[/] {counts['events']:,} simulated events → {counts['lake_rows']:,} lake rows "
+        f"in {counts['lake_files']:,} files → {counts['models']} models, in "
+        + ", ".join(f"{name} {sec:.1f} s" for name, sec in result.seconds.items())
+        + f" ({result.total_seconds:.1f} s)"
     )
-    for name, rows in sorted(landed.rows_by_dataset.items()):
-        out.print(f"  {name}: {rows:,} rows")
-    db = (out_dir / "warehouse.duckdb").resolve()
+    paths = Table("what", "where", title="written", show_header=False, box=None)
+    for name, path in result.paths.items():
+        paths.add_row(f"[bold]{name}[/]", str(path))
+    out.print(paths, soft_wrap=True)
+    db = result.paths["DuckDB warehouse"]
     out.print(
-        f"[bold]DuckDB warehouse[/] ({len(warehouse.models)} models in {warehouse.seconds:.1f} s): "
-        f"{db}"
-    )
-    query = "select * from fct_site_efficiency_daily"
-    out.print(
-        f'Query it: .venv/bin/python -c "import duckdb; '
-        f"duckdb.connect('{db}', read_only=True).sql('{query}').show()\"",
+        f'Query it: .venv/bin/python -c "import duckdb; duckdb.connect(\'{db}\', '
+        "read_only=True).sql('select * from fct_chargeback_monthly').show()\"",
         soft_wrap=True,
     )
 
@@ -293,9 +426,11 @@ def worker(
 
     Example: microdc worker --bootstrap 127.0.0.1:9092 --web-port 6066
     """
+    from pipeline.logs import logging_config
     from pipeline.processors import run_worker
 
     settings = Settings()
+    fmt = _start_logging(settings, loglevel)  # until Faust sets up its own
     run_worker(
         bootstrap or settings.kafka_bootstrap,
         topic_prefix=settings.topic_prefix if topic_prefix is None else topic_prefix,
@@ -306,6 +441,9 @@ def worker(
         store=store,
         lateness_s=lateness_s,
         loglevel=loglevel,
+        security=_security(settings),
+        # text: Faust's own format; json: ours, through Faust's logging set-up
+        logging_config=logging_config("json", loglevel) if fmt == "json" else None,
     )
 
 
@@ -336,13 +474,15 @@ def land(
     from pipeline.lake import IpPolicy, Lake, LandStats, RollPolicy, run_land
 
     settings = Settings()
+    say = _say if _start_logging(settings) == "json" else out.print  # stderr: errors and logs
+    security = _security(settings)
     target = Lake(lake or settings.lake)
     secret = settings.lake_ip_secret
     ip_policy = IpPolicy(secret.encode() if secret else None)
-    console.print(f"landing into {target.uri} (client_ip: {ip_policy.mode})")
+    say(f"landing into {target.uri} (client_ip: {ip_policy.mode})")
 
     def report(stats: LandStats) -> None:
-        console.print(
+        say(
             f"consumed {stats.consumed:,}  landed {stats.rows:,} rows in {stats.files:,} files "
             f"({stats.segments:,} segments)  invalid {stats.invalid:,}"
         )
@@ -356,6 +496,7 @@ def land(
         group_id=group_id,
         policy=RollPolicy(max_rows=max_rows),
         ip_policy=ip_policy,
+        security=security,
     )
     report(stats)
 
@@ -435,6 +576,12 @@ def models_build(
     from pipeline.models.build import build
 
     settings = Settings()
+    location = lake or settings.lake
+    if "://" not in location and not Path(location).is_dir():
+        raise ConfigError(
+            f"no lake at {location}: land one with `microdc land` (or run `microdc demo`), "
+            "or pass --lake / set MICRODC_LAKE"
+        )
     db.parent.mkdir(parents=True, exist_ok=True)
     with Progress(
         TextColumn("[bold]{task.description}"),
@@ -448,9 +595,7 @@ def models_build(
         def step(model: Any, i: int, total: int) -> None:
             bar.update(task, completed=i, total=total, description=f"{model.name}")
 
-        result = build(
-            Lake(lake or settings.lake), load_fleet(fleet or settings.fleet), db, progress=step
-        )
+        result = build(Lake(location), load_fleet(fleet or settings.fleet), db, progress=step)
         bar.update(task, completed=len(result.models), description="models")
     table = Table("model", "kind", "rows", "seconds", title=f"built {db} in {result.seconds:.1f} s")
     for model, rows, seconds in result.models:
@@ -515,6 +660,32 @@ def export_roi(
     out.print(f"wrote {rows:,} ROI rows to {out_path}")
 
 
+@app.command()
+def report(
+    db: Annotated[Path, typer.Option(help="Built DuckDB warehouse.")] = Path(
+        "out/warehouse.duckdb"
+    ),
+    out_path: Annotated[Path, typer.Option("--out", help="HTML file to write.")] = Path(
+        "out/report.html"
+    ),
+    title: Annotated[str | None, typer.Option(help="Page title (default: a generic one).")] = None,
+) -> None:
+    """Write one self-contained HTML report (charts and tables) of the warehouse; works offline.
+
+    Energy per request and p95 latency per site, PUE, carbon per request, SLO budgets and burn,
+    chargeback by team and ROI against the cloud baseline; plotly.js is inlined, no network.
+
+    Example: microdc report --db out/demo/warehouse.duckdb --out out/report.html
+    """
+    from pipeline.report import build_report
+
+    result = build_report(db, out_path, title=title)
+    out.print(
+        f"wrote {result.path} ({result.size_bytes:,} bytes, {result.charts} charts, "
+        f"{result.seconds:.1f} s)"
+    )
+
+
 @schemas_app.command("write")
 def schemas_write(
     directory: Annotated[Path, typer.Option("--dir", help="Where schemas/ is.")] = Path("schemas"),
@@ -527,6 +698,41 @@ def schemas_write(
 
     for path in write_output_schemas(directory / "outputs"):
         out.print(f"wrote {path}")
+
+
+docs_app = typer.Typer(no_args_is_help=True, help="Generated documentation in docs/.")
+app.add_typer(docs_app, name="docs")
+
+
+@docs_app.command("data-dictionary")
+def docs_data_dictionary(
+    out_file: Annotated[Path, typer.Option("--out", help="Markdown file to write.")] = Path(
+        "docs/data-dictionary.md"
+    ),
+    check: Annotated[
+        bool, typer.Option(help="Write nothing; exit 1 when the file is not up to date.")
+    ] = False,
+) -> None:
+    """Generate the data dictionary of every lake dataset and warehouse table and column.
+
+    Built from the contracts in schemas/ and the comments of the models in sql/.
+
+    Example: microdc docs data-dictionary --out docs/data-dictionary.md
+    """
+    from pipeline.docs import data_dictionary
+
+    text = data_dictionary()
+    if check:
+        current = out_file.read_text(encoding="utf-8") if out_file.is_file() else ""
+        if current != text:
+            raise PipelineError(
+                f"{out_file} is stale: run `microdc docs data-dictionary --out {out_file}`"
+            )
+        out.print(f"{out_file} is up to date")
+        return
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    out_file.write_text(text, encoding="utf-8")
+    out.print(f"wrote {out_file} ({len(text):,} characters)")
 
 
 quality_app = typer.Typer(
@@ -566,7 +772,13 @@ def quality_check(
 
 
 @topics_app.command("create")
-def topics_create(bootstrap: BootstrapOpt = None, topic_prefix: PrefixOpt = None) -> None:
+def topics_create(
+    bootstrap: BootstrapOpt = None,
+    topic_prefix: PrefixOpt = None,
+    timeout_s: Annotated[
+        float, typer.Option(help="Give up when the broker has not answered after this many s.")
+    ] = 30.0,
+) -> None:
     """Create every pipeline topic with its declared partition count (idempotent).
 
     Example: microdc topics create --bootstrap 127.0.0.1:9092
@@ -577,7 +789,12 @@ def topics_create(bootstrap: BootstrapOpt = None, topic_prefix: PrefixOpt = None
     settings = Settings()
     prefix = settings.topic_prefix if topic_prefix is None else topic_prefix
     specs = list(iter_topics(prefix))
-    created = ensure_topics_sync(bootstrap or settings.kafka_bootstrap, specs)
+    created = ensure_topics_sync(
+        bootstrap or settings.kafka_bootstrap,
+        specs,
+        timeout=timeout_s,
+        security=_security(settings),
+    )
     table = Table("topic", "partitions", "key", "status")
     for spec in specs:
         table.add_row(
@@ -684,6 +901,26 @@ def kafka_status(
     out.print(bootstrap)
 
 
+@config_app.command("show")
+def config_show() -> None:
+    """Print every setting, its value (secrets masked) and where it came from.
+
+    Sources: a MICRODC_* variable, the config file (--config, $MICRODC_CONFIG or ./microdc.toml)
+    or the default; a command's flags still override them.
+
+    Example: microdc --config microdc.toml config show
+    """
+    from pipeline.config import config_file, describe_settings
+
+    settings = Settings()
+    path, chosen_by = config_file()
+    title = f"config file: {path} ({chosen_by})" if path else "config file: none"
+    table = Table("setting", "value", "from", title=title)
+    for name, value, source in describe_settings(settings):
+        table.add_row(name, escape(value), escape(source))
+    out.print(table)
+
+
 class _progress:
     """A rich progress bar over simulated minutes (silent when stderr is not a terminal)."""
 
@@ -732,13 +969,37 @@ def _print_sim_result(result: object) -> None:
     )
 
 
-def main() -> None:
-    """Entry point: one clean line and a non-zero exit for every expected error.
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: every error is one line on stderr and a non-zero exit, never a traceback.
 
-    Typer (standalone mode) reports usage errors itself; library errors arrive here.
+    Typer (standalone mode) reports usage errors itself (exit 2). Library errors
+    (`PipelineError`) exit with their code, anything unexpected with 1, naming the exception;
+    `--debug` or MICRODC_DEBUG=1 adds the traceback. `argv` defaults to `sys.argv[1:]`.
     """
+    _globals.log_format, _globals.debug = None, False
+    use_config_file(None)
     try:
-        app()
+        app(args=argv, prog_name="microdc")
     except PipelineError as exc:
-        console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(exc.exit_code)
+        _fail(exc, str(exc), exc.exit_code)
+    except Exception as exc:  # noqa: BLE001 - the last resort: one line instead of a traceback
+        _fail(
+            exc,
+            f"unexpected {type(exc).__name__}: {exc} (a bug? rerun with --debug or "
+            f"{DEBUG_ENV}=1 for the traceback)",
+            1,
+        )
+
+
+def _fail(exc: BaseException, message: str, code: int) -> None:
+    debug = _globals.debug or os.environ.get(DEBUG_ENV, "").strip().lower() not in (
+        "",
+        "0",
+        "false",
+        "no",
+    )
+    if debug:
+        traceback.print_exception(exc, file=sys.stderr)
+    text = message if debug else one_line(message)
+    console.print(f"[red]error:[/] {escape(text)}", highlight=False, soft_wrap=True)
+    sys.exit(code)

@@ -170,6 +170,10 @@ class DemoRun:
     landed: Any  # pipeline.lake.LandStats
 
 
+#: A record on its way to the landing process: topic, key, value, Kafka timestamp, partition.
+_Landing = tuple[str, bytes | None, bytes, int, int | None]
+
+
 def simulate_and_land(
     fleet: Any,
     config: Any,
@@ -178,31 +182,150 @@ def simulate_and_land(
     ip_policy: Any = None,
     jsonl_dir: Path | None = None,
     advance: Any = None,
+    parallel: bool = False,
 ) -> DemoRun:
     """Simulate `config`, run the stream core in-process and land inputs and outputs in `lake`
-    through the same segment writer `microdc land` uses (what `microdc demo` runs)."""
+    through the same segment writer `microdc land` uses (what `microdc demo` runs).
+
+    Outputs are landed minute by minute as the stream core emits them. With `parallel`, landing
+    runs in a second process fed through a bounded queue, so simulation and stream core use one
+    core and Parquet writing the other (the demo's default on a 2-core machine).
+    """
     from pipeline.contracts.topics import OUTPUT_TOPICS
-    from pipeline.lake.embedded import EmbeddedLander
+    from pipeline.lake.embedded import EmbeddedLander, output_event_ms, output_key
     from pipeline.runner import EmbeddedPipeline
     from pipeline.simulate import Simulator
     from pipeline.simulate.sinks import JsonlSink
 
     sim = Simulator(fleet, config)
     pipeline = EmbeddedPipeline(fleet)
-    lander = EmbeddedLander(lake, ip_policy=ip_policy)
+    landing: _LandingSink = (
+        _ProcessLanding(lake.uri, ip_policy)
+        if parallel
+        else _InlineLanding(EmbeddedLander(lake, ip_policy=ip_policy))
+    )
+    encode = msgspec.json.Encoder().encode
+    sent = {spec.name: 0 for spec in OUTPUT_TOPICS}
+
+    def outputs(fallback_ms: int) -> list[_Landing]:
+        batch: list[_Landing] = []
+        for spec in OUTPUT_TOPICS:
+            records = pipeline.result.outputs.get(spec.name, [])
+            for record in records[sent[spec.name] :]:
+                key, partition = output_key(spec, record)
+                batch.append(
+                    (
+                        spec.name,
+                        key,
+                        encode(record),
+                        output_event_ms(record, fallback_ms),
+                        partition,
+                    )
+                )
+            sent[spec.name] = len(records)
+        return batch
+
+    minute_ms = int(config.start.timestamp() * 1000)
     with contextlib.ExitStack() as stack:
+        stack.callback(landing.abort)
         sink = stack.enter_context(JsonlSink(jsonl_dir)) if jsonl_dir is not None else None
         for batch in sim.minutes():
             if sink is not None:
                 sink.write(batch)
             pipeline.feed((e.topic, e.key, e.value) for e in batch)
-            for e in batch:
-                lander.add(e.topic, e.key, e.value, e.emit_ms)
+            minute_ms += 60_000
+            records: list[_Landing] = [
+                (e.topic.name, e.key, e.value, e.emit_ms, None) for e in batch
+            ]
+            records.extend(outputs(minute_ms))
+            landing.send(records)
             if advance is not None:
                 advance(len(batch))
-    result = pipeline.close()
-    end_ms = int(config.start.timestamp() * 1000) + config.minutes * 60_000
-    for spec in OUTPUT_TOPICS:
-        for record in result.outputs.get(spec.name, []):
-            lander.add_output(spec, record, end_ms)
-    return DemoRun(result, sim.stats.emitted, lander.close())
+        result = pipeline.close()
+        landing.send(outputs(minute_ms))
+        landed = landing.close()
+    return DemoRun(result, sim.stats.emitted, landed)
+
+
+class _LandingSink:
+    def send(self, records: list[_Landing]) -> None:
+        raise NotImplementedError
+
+    def close(self) -> Any:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        """Stop without landing what is still open (after an error)."""
+
+
+class _InlineLanding(_LandingSink):
+    def __init__(self, lander: Any) -> None:
+        from pipeline.contracts.topics import ALL_TOPICS
+
+        self.lander = lander
+        self.topics = {spec.name: spec for spec in ALL_TOPICS}
+
+    def send(self, records: list[_Landing]) -> None:
+        add, topics = self.lander.add, self.topics
+        for topic, key, value, timestamp_ms, partition in records:
+            add(topics[topic], key, value, timestamp_ms, partition=partition)
+
+    def close(self) -> Any:
+        return self.lander.close()
+
+
+class _ProcessLanding(_LandingSink):
+    """Landing in a child process (spawned: no forked threads), fed minute by minute."""
+
+    def __init__(self, lake_uri: str, ip_policy: Any) -> None:
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")
+        self.inbox: Any = ctx.Queue(maxsize=256)
+        self.outbox: Any = ctx.Queue()
+        secret = getattr(ip_policy, "secret", None)
+        self.process = ctx.Process(
+            target=_landing_process,
+            args=(lake_uri, secret, self.inbox, self.outbox),
+            name="microdc-demo-lander",
+            daemon=True,
+        )
+        self.process.start()
+        self.closed = False
+
+    def send(self, records: list[_Landing]) -> None:
+        if records:
+            self._check_alive()
+            self.inbox.put(records)
+
+    def close(self) -> Any:
+        self.inbox.put(None)
+        outcome = self.outbox.get()
+        self.process.join()
+        self.closed = True
+        if isinstance(outcome, str):
+            raise PipelineError(f"landing process failed: {outcome}")
+        return outcome
+
+    def abort(self) -> None:
+        if not self.closed and self.process.is_alive():
+            self.process.terminate()
+            self.process.join()
+
+    def _check_alive(self) -> None:
+        if not self.process.is_alive():
+            outcome = self.outbox.get() if not self.outbox.empty() else "it exited"
+            raise PipelineError(f"landing process failed: {outcome}")
+
+
+def _landing_process(lake_uri: str, secret: bytes | None, inbox: Any, outbox: Any) -> None:
+    from pipeline.lake import IpPolicy, Lake
+    from pipeline.lake.embedded import EmbeddedLander
+
+    try:
+        landing = _InlineLanding(EmbeddedLander(Lake(lake_uri), ip_policy=IpPolicy(secret)))
+        while (records := inbox.get()) is not None:
+            landing.send(records)
+        outbox.put(landing.close())
+    except Exception as exc:  # noqa: BLE001 - reported to the parent as one line
+        outbox.put(f"{type(exc).__name__}: {exc}")

@@ -42,3 +42,19 @@ class KafkaUnavailableError(PipelineError):
     """No Kafka broker could be reached or started."""
 
     exit_code = 3
+
+
+def one_line(message: str, limit: int = 1000) -> str:
+    """`message` as one line for a terminal: its first and last non-empty lines, whitespace folded.
+
+    Multi-line messages (a broker log tail, a fix-it hint after a newline) keep the headline and
+    the last line, which usually holds the cause or the fix; `--debug` shows the whole text.
+    """
+    lines = [" ".join(line.split()) for line in message.splitlines()]
+    lines = [line for line in lines if line]
+    if not lines:
+        return "(no message)"
+    text = lines[0] if len(lines) == 1 else f"{lines[0]} … {lines[-1]}"
+    if len(lines) == 2:
+        text = f"{lines[0]} {lines[1]}"
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -14,6 +14,7 @@ from typing import Any
 
 from pipeline.contracts.topics import TopicSpec
 from pipeline.errors import KafkaUnavailableError, PipelineError
+from pipeline.kafka_security import KafkaSecurity, client_kwargs, connect_errors
 
 __all__ = [
     "TopicCreationError",
@@ -78,6 +79,7 @@ async def ensure_topics(
     *,
     replication_factor: int = 1,
     timeout: float = 30,
+    security: KafkaSecurity | None = None,
 ) -> list[str]:
     """Create the topics of `specs` that do not exist yet; return the names created.
 
@@ -85,7 +87,8 @@ async def ensure_topics(
     `spec.config`. Existing topics are accepted if their partition count matches, otherwise
     `TopicMismatchError`. Returns once every topic in `specs` has a leader for each partition,
     so producers can use them right away. Raises `KafkaUnavailableError` if the broker cannot be
-    reached within `timeout` seconds and `TopicCreationError` if it refuses a topic.
+    reached within `timeout` seconds and `TopicCreationError` if it refuses a topic. `security`:
+    how to connect (default PLAINTEXT).
     """
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from aiokafka.errors import KafkaError
@@ -102,11 +105,13 @@ async def ensure_topics(
         bootstrap_servers=bootstrap,
         request_timeout_ms=max(int(timeout * 1000), 1000),
         client_id="microdc-admin",
+        **client_kwargs(security),
     )
     created: list[str] = []
     try:
         async with asyncio.timeout(timeout):
-            await admin.start()
+            with connect_errors(bootstrap, security):
+                await admin.start()
             existing = set(await admin.list_topics()) & wanted.keys()
             if existing:
                 _check_counts(await admin.describe_topics(sorted(existing)), wanted, bootstrap)
@@ -170,10 +175,15 @@ def ensure_topics_sync(
     *,
     replication_factor: int = 1,
     timeout: float = 30,
+    security: KafkaSecurity | None = None,
 ) -> list[str]:
     """`ensure_topics` for synchronous callers (CLI, test fixtures); not inside a running loop."""
     return asyncio.run(
         ensure_topics(
-            bootstrap, list(specs), replication_factor=replication_factor, timeout=timeout
+            bootstrap,
+            list(specs),
+            replication_factor=replication_factor,
+            timeout=timeout,
+            security=security,
         )
     )

@@ -82,16 +82,13 @@ class EmbeddedLander:
 
     def add_output(self, spec: TopicSpec, record: Any, fallback_ms: int) -> None:
         """A stream output record (a Struct) as the worker would have produced it."""
-        key_field = spec.key_field
-        key_value = getattr(record, key_field, None) if key_field else None
-        if key_value is None and key_field is not None:
-            key_value = getattr(record, "alert_id", None)
-        key = None if key_value is None else str(key_value).encode()
-        partition = (
-            getattr(record, "partition", None) if spec.name.endswith("late-events") else None
-        )
+        key, partition = output_key(spec, record)
         self.add(
-            spec, key, _encoder.encode(record), _event_ms(record, fallback_ms), partition=partition
+            spec,
+            key,
+            _encoder.encode(record),
+            output_event_ms(record, fallback_ms),
+            partition=partition,
         )
 
     def close(self) -> LandStats:
@@ -109,7 +106,19 @@ class EmbeddedLander:
         self.stats.count(dataset, segment)
 
 
-def _event_ms(record: Any, fallback_ms: int) -> int:
+def output_key(spec: TopicSpec, record: Any) -> tuple[bytes | None, int | None]:
+    """The key an output record is produced with (and a late event's source partition)."""
+    key_field = spec.key_field
+    key_value = getattr(record, key_field, None) if key_field else None
+    if key_value is None and key_field is not None:
+        key_value = getattr(record, "alert_id", None)
+    key = None if key_value is None else str(key_value).encode()
+    partition = getattr(record, "partition", None) if spec.name.endswith("late-events") else None
+    return key, partition
+
+
+def output_event_ms(record: Any, fallback_ms: int) -> int:
+    """An output record's Kafka timestamp: its own event time, else `fallback_ms`."""
     for name in ("window_start", "event_at"):
         value = getattr(record, name, None)
         if value is not None:

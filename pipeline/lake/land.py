@@ -24,6 +24,7 @@ from aiokafka.errors import KafkaError
 
 from pipeline.kafka_admin import ensure_topics
 from pipeline.kafka_records import lean_records
+from pipeline.kafka_security import KafkaSecurity, client_kwargs, connect_errors
 from pipeline.lake.datasets import DATASETS, Dataset
 from pipeline.lake.privacy import IpPolicy
 from pipeline.lake.segment import RollPolicy, Segment, SegmentBuffer, SegmentDraft
@@ -74,8 +75,10 @@ class Lander:
         policy: RollPolicy | None = None,
         ip_policy: IpPolicy | None = None,
         datasets: Iterable[Dataset] = DATASETS,
+        security: KafkaSecurity | None = None,
     ) -> None:
         self.bootstrap = bootstrap
+        self.security = security
         self.lake = lake
         self.prefix = topic_prefix
         self.group_id = group_id
@@ -188,7 +191,9 @@ class Lander:
 
         # Every topic it lands must exist (with its declared partitions) before subscribing.
         await ensure_topics(
-            self.bootstrap, [d.topic.with_prefix(self.prefix) for d in self.datasets]
+            self.bootstrap,
+            [d.topic.with_prefix(self.prefix) for d in self.datasets],
+            security=self.security,
         )
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
@@ -201,11 +206,13 @@ class Lander:
             session_timeout_ms=10_000,
             heartbeat_interval_ms=2_000,
             metadata_max_age_ms=5_000,
+            **client_kwargs(self.security),
         )
         self._consumer = consumer
         lean_records(self.by_topic)  # only offset, timestamp and value are read
         consumer.subscribe(list(self.by_topic), listener=Listener())
-        await consumer.start()
+        with connect_errors(self.bootstrap, self.security):
+            await consumer.start()
         quiet: Counter[TopicPartition] = Counter()
         try:
             while not self._stop.is_set():

@@ -9,6 +9,10 @@ Needs Java 17+ and Maven (`mvn`) on PATH. Alternatives when those are missing: p
 `MICRODC_KAFKA_BOOTSTRAP` at any broker, or run `docker compose -f docker-compose.kafka.yml up -d
 kafka` and use `127.0.0.1:9092`.
 
+`LocalKafka(..., sasl_users={"alice": "secret"})` serves clients on a SASL_PLAINTEXT listener
+(mechanism PLAIN) instead, for tests of authenticated clients; the KRaft controller listener
+stays PLAINTEXT on loopback.
+
 Humans can keep one running in the background::
 
     python -m pipeline.localkafka up        # prints the bootstrap address
@@ -27,6 +31,7 @@ import fcntl
 import functools
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -35,7 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from importlib import resources
 from pathlib import Path
 from types import TracebackType
@@ -80,6 +85,9 @@ _LOOPBACK = "127.0.0.1"
 _STATE_FILE = "broker.json"
 _PR_SET_PDEATHSIG = 1
 _T = TypeVar("_T")
+#: The listener (and protocol) of a broker started with SASL users.
+SASL_LISTENER = "SASL_PLAINTEXT"
+_SASL_USER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 # --------------------------------------------------------------------------- jars
@@ -232,21 +240,64 @@ def _tcp_open(port: int, timeout: float = 0.5) -> bool:
         return False
 
 
-def server_properties(*, port: int, controller_port: int, log_dir: Path, node_id: int = 1) -> str:
+def _jaas_plain(users: Mapping[str, str], broker_user: str) -> str:
+    """The JAAS line of a PLAIN listener: the broker's own login, then every user's password."""
+    for user, password in users.items():
+        if not _SASL_USER.fullmatch(user):
+            raise ValueError(f"SASL user name {user!r}: use letters, digits, '.', '_' or '-'")
+        if not password or any(c in password for c in '"\\\n\r'):
+            raise ValueError(
+                f"SASL password of {user!r} must be non-empty, without quotes, "
+                "backslashes or newlines"
+            )
+    if broker_user not in users:
+        raise ValueError(f"the broker's SASL user {broker_user!r} is not among the users")
+    logins = " ".join(f'user_{user}="{password}"' for user, password in users.items())
+    return (
+        "org.apache.kafka.common.security.plain.PlainLoginModule required "
+        f'username="{broker_user}" password="{users[broker_user]}" {logins};'
+    )
+
+
+def server_properties(
+    *,
+    port: int,
+    controller_port: int,
+    log_dir: Path,
+    node_id: int = 1,
+    sasl_users: Mapping[str, str] | None = None,
+    sasl_broker_user: str | None = None,
+) -> str:
     """`server.properties` of a single combined KRaft node bound to 127.0.0.1 only.
 
     Static quorum (`controller.quorum.voters`), replication factor 1 for every internal topic,
     no topic auto-creation, and settings that make consumer groups and restarts fast in tests.
+    With `sasl_users` (name -> password) clients and the broker itself talk SASL_PLAINTEXT with
+    mechanism PLAIN on `port`, the broker logging in as `sasl_broker_user` (default: the first
+    user); the controller listener stays PLAINTEXT.
     """
+    client = "PLAINTEXT"
+    sasl: dict[str, str] = {}
+    if sasl_users:
+        client = SASL_LISTENER
+        broker_user = sasl_broker_user or next(iter(sasl_users))
+        sasl = {
+            "sasl.enabled.mechanisms": "PLAIN",
+            "sasl.mechanism.inter.broker.protocol": "PLAIN",
+            f"listener.name.{client.lower()}.plain.sasl.jaas.config": _jaas_plain(
+                sasl_users, broker_user
+            ),
+        }
     settings = {
         "process.roles": "broker,controller",
         "node.id": str(node_id),
         "controller.quorum.voters": f"{node_id}@{_LOOPBACK}:{controller_port}",
-        "listeners": f"PLAINTEXT://{_LOOPBACK}:{port},CONTROLLER://{_LOOPBACK}:{controller_port}",
-        "advertised.listeners": f"PLAINTEXT://{_LOOPBACK}:{port}",
+        "listeners": f"{client}://{_LOOPBACK}:{port},CONTROLLER://{_LOOPBACK}:{controller_port}",
+        "advertised.listeners": f"{client}://{_LOOPBACK}:{port}",
         "controller.listener.names": "CONTROLLER",
-        "inter.broker.listener.name": "PLAINTEXT",
-        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "inter.broker.listener.name": client,
+        "listener.security.protocol.map": f"{client}:{client},CONTROLLER:PLAINTEXT",
+        **sasl,
         "log.dirs": str(log_dir),
         "num.partitions": "1",
         "default.replication.factor": "1",
@@ -285,7 +336,9 @@ def _run_coroutine(make: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
         return pool.submit(lambda: asyncio.run(make())).result()
 
 
-async def _metadata_ok(bootstrap: str, timeout: float) -> bool:
+async def _metadata_ok(
+    bootstrap: str, timeout: float, client_options: Mapping[str, Any] | None = None
+) -> bool:
     """True once the broker answers a metadata request listing at least one (unfenced) broker."""
     from aiokafka.admin import AIOKafkaAdminClient
 
@@ -293,6 +346,7 @@ async def _metadata_ok(bootstrap: str, timeout: float) -> bool:
         bootstrap_servers=bootstrap,
         request_timeout_ms=max(int(timeout * 1000), 500),
         client_id="microdc-localkafka-probe",
+        **(client_options or {}),
     )
     try:
         async with asyncio.timeout(timeout):
@@ -359,8 +413,14 @@ class LocalKafka:
         controller_port: int | None = None,
         heap: str = "512m",
         die_with_parent: bool = True,
+        sasl_users: Mapping[str, str] | None = None,
     ) -> None:
         self.workdir = Path(workdir)
+        #: SASL/PLAIN users (name -> password) of a SASL_PLAINTEXT listener; None: PLAINTEXT.
+        #: The broker logs in as an extra user of its own, `microdc-broker`.
+        self.sasl_users: dict[str, str] | None = None
+        if sasl_users:
+            self.sasl_users = {"microdc-broker": secrets.token_urlsafe(18), **sasl_users}
         self.version = version
         self.port = port
         self.controller_port = controller_port
@@ -396,6 +456,22 @@ class LocalKafka:
         if self.port is None:
             raise KafkaUnavailableError("LocalKafka has no port yet: call start() first")
         return f"{_LOOPBACK}:{self.port}"
+
+    @property
+    def security_protocol(self) -> str:
+        """What clients must speak on `bootstrap`: PLAINTEXT, or SASL_PLAINTEXT with users."""
+        return SASL_LISTENER if self.sasl_users else "PLAINTEXT"
+
+    def client_options(self, user: str = "microdc-broker") -> dict[str, Any]:
+        """aiokafka keyword arguments to connect as `user` (nothing for a PLAINTEXT broker)."""
+        if not self.sasl_users:
+            return {}
+        return {
+            "security_protocol": SASL_LISTENER,
+            "sasl_mechanism": "PLAIN",
+            "sasl_plain_username": user,
+            "sasl_plain_password": self.sasl_users[user],
+        }
 
     @property
     def pid(self) -> int | None:
@@ -455,7 +531,11 @@ class LocalKafka:
             assert self.port is not None and self.controller_port is not None
             self.properties_path.write_text(
                 server_properties(
-                    port=self.port, controller_port=self.controller_port, log_dir=self.data_dir
+                    port=self.port,
+                    controller_port=self.controller_port,
+                    log_dir=self.data_dir,
+                    sasl_users=self.sasl_users,
+                    sasl_broker_user="microdc-broker" if self.sasl_users else None,
                 ),
                 encoding="utf-8",
             )
@@ -602,7 +682,7 @@ class LocalKafka:
                 )
             probe_timeout = min(5.0, max(remaining, 0.5))
             if _tcp_open(self.port) and _run_coroutine(
-                functools.partial(_metadata_ok, bootstrap, probe_timeout)
+                functools.partial(_metadata_ok, bootstrap, probe_timeout, self.client_options())
             ):
                 return
 

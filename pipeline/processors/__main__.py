@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
+from pipeline.config import Settings
+from pipeline.errors import PipelineError, one_line
+from pipeline.kafka_security import KafkaSecurity
+from pipeline.logs import logging_config
 from pipeline.processors import run_worker
 
 
@@ -22,6 +27,7 @@ def main() -> None:
     parser.add_argument("--session-timeout-s", type=float, default=30.0)
     parser.add_argument("--loglevel", default="warning")
     args = parser.parse_args()
+    settings = Settings()  # security and log format: MICRODC_* variables or the config file
     if not args.bootstrap:
         parser.error("--bootstrap (or MICRODC_KAFKA_BOOTSTRAP) is required")
     run_worker(
@@ -35,8 +41,15 @@ def main() -> None:
         lateness_s=args.lateness_s,
         session_timeout_s=args.session_timeout_s,
         loglevel=args.loglevel,
+        security=KafkaSecurity.from_settings(settings),
+        logging_config=(
+            logging_config("json", args.loglevel) if settings.log_format == "json" else None
+        ),
     )
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except PipelineError as exc:
+        sys.exit(f"error: {one_line(str(exc))}")

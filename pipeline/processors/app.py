@@ -26,7 +26,9 @@ from pipeline.fleet import load_fleet
 from pipeline.fleet.model import Fleet
 from pipeline.kafka_admin import ensure_topics
 from pipeline.kafka_records import lean_records
+from pipeline.kafka_security import KafkaSecurity, faust_credentials
 from pipeline.processors.agents import Source, StageAgent, StageOneAgent, StageTwoAgent
+from pipeline.processors.live import install_live
 from pipeline.processors.state import SnapshotStore
 from pipeline.processors.transport import BulkApp
 from pipeline.processors.web import StageCollector, WorkerMetrics, install_views
@@ -48,6 +50,8 @@ class WorkerConfig:
     store: str = "rocksdb://"
     lateness_s: float = 120.0
     session_timeout_s: float = 30.0
+    #: How the Faust clients and the topic admin connect (None: PLAINTEXT).
+    security: KafkaSecurity | None = None
     fleet: Fleet | None = field(default=None, compare=False)
 
     @property
@@ -65,7 +69,11 @@ class WorkerApp(BulkApp):
     microdc: WorkerConfig
 
     async def on_first_start(self) -> None:
-        await ensure_topics(self.microdc.bootstrap, list(iter_topics(self.microdc.topic_prefix)))
+        await ensure_topics(
+            self.microdc.bootstrap,
+            list(iter_topics(self.microdc.topic_prefix)),
+            security=self.microdc.security,
+        )
         await super().on_first_start()
 
     async def on_stop(self) -> None:
@@ -90,6 +98,7 @@ def create_app(config: WorkerConfig) -> WorkerApp:
     app = WorkerApp(
         config.app_id,
         broker=_brokers(config.bootstrap),
+        broker_credentials=faust_credentials(config.security),
         store=config.store,
         datadir=str(config.resolved_data_dir()),
         autodiscover=False,
@@ -197,6 +206,15 @@ def create_app(config: WorkerConfig) -> WorkerApp:
 
     metrics.add_collector(StageCollector(describe))
     install_views(app, metrics, health)
+    # GET /live and /live.json: the whole fleet's last minutes, read back from the output topics.
+    install_live(
+        app,
+        fleet,
+        bootstrap=config.bootstrap,
+        prefix=prefix,
+        metrics=metrics,
+        security=config.security,
+    )
     return app
 
 
@@ -217,6 +235,7 @@ def config_from_env() -> WorkerConfig:
         bootstrap=settings.kafka_bootstrap,
         topic_prefix=settings.topic_prefix,
         fleet_path=settings.fleet,
+        security=KafkaSecurity.from_settings(settings),
         data_dir=Path(data_dir) if data_dir else None,
         store=os.environ.get("MICRODC_WORKER_STORE", "rocksdb://"),
     )

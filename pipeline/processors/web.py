@@ -1,4 +1,5 @@
-"""Worker web endpoints: `GET /health` (JSON state of the stages), `GET /metrics` (Prometheus)."""
+"""Worker web endpoints: `GET /health` (JSON state of the stages), `GET /metrics` (Prometheus),
+`GET /live` (the live view page) and `GET /live.json` (its data, see `pipeline.stream.live`)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from pipeline.processors.live_page import CONTENT_SECURITY_POLICY, PAGE
 
 
 class WorkerMetrics:
@@ -56,6 +59,18 @@ class WorkerMetrics:
             "microdc_batch_seconds",
             "Time spent processing fetched batches.",
             ["stage"],
+            registry=r,
+        )
+        self.live_records = Counter(
+            "microdc_live_records",
+            "Output records read back for the live view, per topic.",
+            ["topic"],
+            registry=r,
+        )
+        self.live_errors = Counter(
+            "microdc_live_errors",
+            "Output records the live view could not use, per topic.",
+            ["topic"],
             registry=r,
         )
         self.snapshot_bytes = Gauge(
@@ -119,4 +134,27 @@ def install_views(app: Any, metrics: WorkerMetrics, health: Callable[[], dict[st
         # aiohttp refuses a charset inside `content_type`; the header carries it whole.
         return web.bytes(
             generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
+
+def install_live_views(app: Any, view_json: Callable[[], bytes]) -> None:
+    """Register `/live` (a self-contained page: inline CSS and JS, no external requests, which
+    its Content-Security-Policy enforces) and `/live.json` (`view_json()`, polled by the page)."""
+
+    @app.page("/live")
+    async def live_page(web: Any, request: Any) -> Any:
+        return web.html(
+            PAGE,
+            headers={
+                "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+                "Cache-Control": "no-store",
+                "X-Content-Type-Options": "nosniff",
+            },
+        )
+
+    @app.page("/live.json")
+    async def live_json(web: Any, request: Any) -> Any:
+        return web.bytes(
+            view_json(),
+            headers={"Content-Type": "application/json", "Cache-Control": "no-store"},
         )

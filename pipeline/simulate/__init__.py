@@ -11,6 +11,7 @@ from typing import Any
 
 from pipeline.contracts.partitioning import partition_for
 from pipeline.fleet.model import Fleet
+from pipeline.kafka_security import KafkaSecurity
 from pipeline.simulate.faults import FaultConfig
 from pipeline.simulate.generator import Envelope, SimConfig, SimStats, Simulator
 from pipeline.simulate.sinks import JsonlSink, KafkaSink
@@ -68,6 +69,7 @@ def simulate_to_kafka(
     topic_prefix: str = "",
     progress: Progress | None = None,
     client_options: Mapping[str, Any] | None = None,
+    security: KafkaSecurity | None = None,
 ) -> SimResult:
     """Produce to the input topics of the broker at `bootstrap` (they must exist)."""
 
@@ -75,7 +77,7 @@ def simulate_to_kafka(
         sim = Simulator(fleet, config)
         started = time.perf_counter()
         async with KafkaSink(
-            bootstrap, topic_prefix=topic_prefix, client_options=client_options
+            bootstrap, topic_prefix=topic_prefix, client_options=client_options, security=security
         ) as sink:
             for batch in sim.minutes():
                 await sink.write(batch)

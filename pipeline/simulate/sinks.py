@@ -12,7 +12,8 @@ from aiokafka import AIOKafkaProducer
 
 from pipeline.contracts.partitioning import partition_for
 from pipeline.contracts.topics import INPUT_TOPICS, TopicSpec
-from pipeline.errors import KafkaUnavailableError, PipelineError
+from pipeline.errors import PipelineError
+from pipeline.kafka_security import KafkaSecurity, client_kwargs, connect_errors
 from pipeline.simulate.generator import Envelope
 
 
@@ -66,9 +67,11 @@ class KafkaSink:
         topic_prefix: str = "",
         batch_bytes: int = 512 * 1024,
         client_options: Mapping[str, Any] | None = None,
+        security: KafkaSecurity | None = None,
     ) -> None:
         self.bootstrap = bootstrap
         self.topic_prefix = topic_prefix
+        self.security = security
         self._producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap,
             acks="all",
@@ -76,6 +79,7 @@ class KafkaSink:
             linger_ms=5,
             max_batch_size=batch_bytes,
             request_timeout_ms=30_000,
+            **client_kwargs(security),
             **(client_options or {}),
         )
         self._batches: dict[tuple[str, int], Any] = {}
@@ -85,13 +89,11 @@ class KafkaSink:
 
     async def __aenter__(self) -> KafkaSink:
         try:
-            await self._producer.start()
-        except Exception as exc:  # aiokafka raises several unrelated types on connect
+            with connect_errors(self.bootstrap, self.security):
+                await self._producer.start()
+        except Exception:
             await self._producer.stop()
-            raise KafkaUnavailableError(
-                f"cannot connect to Kafka at {self.bootstrap}: {exc}. Start one with "
-                "`make kafka-up` or pass --bootstrap HOST:PORT"
-            ) from exc
+            raise
         for spec in INPUT_TOPICS:
             name = self._name(spec)
             parts = await self._producer.partitions_for(name)

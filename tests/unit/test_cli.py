@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import logging
+import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,39 +15,66 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from pipeline.cli import app, parse_duration
+from pipeline.cli import app, main, parse_duration
+from pipeline.errors import PipelineError
+from pipeline.localkafka import free_ports
 
 runner = CliRunner()
 
 
 def all_commands() -> list[tuple[str, Any]]:
-    """(full name, click command) for every leaf command, walking groups."""
+    """(full name, click command) for every command and group, walking the tree; root is ""."""
     root = typer.main.get_command(app)
-    found: list[tuple[str, Any]] = []
+    found: list[tuple[str, Any]] = [("", root)]
 
     def walk(group: Any, prefix: str) -> None:
         for name, cmd in group.commands.items():
+            found.append((f"{prefix}{name}", cmd))
             if hasattr(cmd, "commands"):
                 walk(cmd, f"{prefix}{name} ")
-            else:
-                found.append((f"{prefix}{name}", cmd))
 
     walk(root, "")
     return found
 
 
-def test_every_command_has_help_an_example_and_documented_options() -> None:
-    commands = all_commands()
-    assert {"simulate", "demo", "topics create", "fleet validate", "kafka up"} <= {
-        n for n, _ in commands
-    }
-    for name, cmd in commands:
-        assert cmd.help and "Example: microdc" in cmd.help, name
-        for param in cmd.params:
-            if param.param_type_name == "option":
-                assert param.help, f"{name} {param.opts}"
-        result = runner.invoke(app, [*name.split(), "--help"])
-        assert result.exit_code == 0, (name, result.output)
+def test_the_walk_finds_every_command() -> None:
+    names = {name for name, cmd in all_commands() if not hasattr(cmd, "commands")}
+    assert {
+        "simulate",
+        "process",
+        "demo",
+        "worker",
+        "land",
+        "topics create",
+        "fleet validate",
+        "fleet schema",
+        "kafka up",
+        "kafka down",
+        "kafka status",
+        "models build",
+        "lake compact",
+        "export chargeback",
+        "export roi",
+        "quality check",
+        "schemas write",
+        "config show",
+    } <= names
+
+
+@pytest.mark.parametrize(
+    ("name", "cmd"), all_commands(), ids=lambda v: v if isinstance(v, str) else ""
+)
+def test_every_command_has_help_an_example_and_documented_parameters(name: str, cmd: Any) -> None:
+    assert cmd.help and cmd.help.strip(), f"{name or 'microdc'}: no help text"
+    if not hasattr(cmd, "commands") or name == "":
+        examples = [ln.strip() for ln in cmd.help.splitlines() if ln.strip().startswith("Example:")]
+        assert examples and all(ln.startswith("Example: microdc ") for ln in examples), (
+            f"{name or 'microdc'}: help needs a line 'Example: microdc ...'"
+        )
+    for param in cmd.params:
+        assert (getattr(param, "help", None) or "").strip(), f"{name} {param.opts}: no help"
+    result = runner.invoke(app, [*name.split(), "--help"])
+    assert result.exit_code == 0, (name, result.output)
 
 
 @pytest.mark.parametrize(("text", "minutes"), [("90m", 90), ("6h", 360), ("14d", 20160)])
@@ -51,20 +82,231 @@ def test_durations(text: str, minutes: int) -> None:
     assert parse_duration(text) == minutes
 
 
-def test_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
-    bad = tmp_path / "fleet.yaml"
-    bad.write_text("sites: 3\n")
+@pytest.fixture
+def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
+    """A clean working directory, no MICRODC_* variables, logging restored afterwards."""
+    for name in list(os.environ):
+        if name.startswith("MICRODC_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    root, ours = logging.getLogger(), logging.getLogger("pipeline")
+    handlers, level, our_level = list(root.handlers), root.level, ours.level
+    yield tmp_path
+    root.handlers[:], root.level = handlers, level
+    ours.setLevel(our_level)
+
+
+def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """`microdc *args` in this process through `main`: (exit code, stdout, stderr)."""
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    captured = capsys.readouterr()
+    code = info.value.code
+    return (code if isinstance(code, int) else 1), captured.out, captured.err
+
+
+def one_error_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: "), err
+    return lines[0]
+
+
+REFUSED = "127.0.0.1:{port}"  # a free port: nobody listens, the connection is refused at once
+ERROR_CASES = [
+    (
+        "missing input",
+        ["process", "--in", "{tmp}/nothing"],
+        1,
+        "mdc.node-telemetry.jsonl is missing",
+    ),
+    ("missing fleet", ["fleet", "validate", "{tmp}/f.yaml"], 2, "f.yaml: $: cannot read file"),
+    (
+        "bad fleet",
+        ["fleet", "validate", "{tmp}/bad.yaml"],
+        2,
+        "bad.yaml:1: $.sites: Expected `array`",
+    ),
+    (
+        "bad duration",
+        ["simulate", "--duration", "5x", "--out", "{tmp}/s"],
+        2,
+        "duration '5x' is not",
+    ),
+    ("bad start", ["simulate", "--start", "2026-03-02T00:00"], 2, "has no time zone; add Z"),
+    ("bad sink", ["simulate", "--sink", "s3"], 2, "--sink 's3' must be files or kafka"),
+    (
+        "missing warehouse",
+        ["export", "roi", "--db", "{tmp}/w.duckdb", "--out", "{tmp}/roi.csv"],
+        2,
+        "w.duckdb: no warehouse",
+    ),
+    (
+        "bad month",
+        [
+            "export",
+            "chargeback",
+            "--month",
+            "2026-13",
+            "--db",
+            "{tmp}/w.duckdb",
+            "--out",
+            "{tmp}/c",
+        ],
+        2,
+        "--month '2026-13': expected YYYY-MM",
+    ),
+    ("bad format", ["export", "roi", "--format", "pdf", "--out", "{tmp}/r"], 2, "--format 'pdf'"),
+    ("missing lake", ["models", "build", "--lake", "{tmp}/lake"], 2, "lake: land one with"),
+    ("nothing to compact", ["lake", "compact", "--lake", "{tmp}/lake"], 2, "nothing to compact"),
+    ("quality without db", ["quality", "check", "--db", "{tmp}/w.duckdb"], 2, "no warehouse"),
+    ("no local broker", ["kafka", "status", "--state-dir", "{tmp}/k"], 1, "no local broker is"),
+    ("missing config", ["--config", "{tmp}/c.toml", "config", "show"], 2, "c.toml (from --config)"),
+    (
+        "unreachable bootstrap",
+        ["topics", "create", "--bootstrap", REFUSED, "--timeout-s", "5"],
+        3,
+        "cannot connect to Kafka at 127.0.0.1:",
+    ),
+    (
+        "simulate to nowhere",
+        ["simulate", "--sink", "kafka", "--bootstrap", REFUSED, "--duration", "1m"],
+        3,
+        "Connect call failed",
+    ),
+    (
+        "land from nowhere",
+        ["land", "--bootstrap", REFUSED, "--lake", "{tmp}/lake"],
+        3,
+        "is a broker running there?",
+    ),
+    (
+        "worker on nowhere",
+        ["worker", "--bootstrap", REFUSED, "--store", "memory://", "--web-port", "{port2}"],
+        3,
+        "is a broker running there?",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "expected"), [c[1:] for c in ERROR_CASES], ids=[c[0] for c in ERROR_CASES]
+)
+def test_errors_are_one_line_without_traceback(
+    args: list[str], code: int, expected: str, isolated: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (isolated / "bad.yaml").write_text("sites: 3\n")
+    port, port2 = free_ports(2)
+    argv = [a.format(tmp=isolated, port=port, port2=port2) for a in args]
+    exit_code, out, err = run(argv, capsys)
+    assert exit_code == code, err
+    line = one_error_line(err)
+    assert expected in line
+    assert "Traceback" not in err + out
+
+
+def test_incomplete_sasl_settings_are_one_line(
+    isolated: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("MICRODC_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    code, _, err = run(["topics", "create"], capsys)
+    assert code == 2
+    assert "needs kafka_sasl_username and kafka_sasl_password" in one_error_line(err)
+
+
+@pytest.mark.parametrize("how", ["flag", "variable"])
+def test_json_logs_of_a_long_running_command(
+    how: str, isolated: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    land = ["land", "--bootstrap", f"127.0.0.1:{free_ports(1)[0]}", "--lake", str(isolated / "l")]
+    if how == "flag":
+        args = ["--log-format", "json", *land]
+    else:
+        monkeypatch.setenv("MICRODC_LOG_FORMAT", "JSON")
+        args = land
+    code, out, err = run(args, capsys)
+    assert code == 3
+    *logs, error = [line for line in err.splitlines() if line.strip()]
+    assert error.startswith("error: cannot connect to Kafka at 127.0.0.1:")
+    entries = [json.loads(line) for line in logs]
+    assert [(e["level"], e["logger"]) for e in entries] == [("INFO", "pipeline.cli")]
+    assert entries[0]["msg"] == f"landing into {isolated / 'l'} (client_ip: drop)"
+    assert out == ""
+
+
+def test_usage_errors_stay_typers(isolated: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(["simulate", "--no-such-flag"], capsys)
+    assert code == 2
+    assert "No such option" in err and "Traceback" not in err
+    code, _, err = run(["--log-format", "xml", "land"], capsys)
+    assert code == 2
+    assert "'xml' is not text or json" in err
+
+
+def test_unexpected_errors_are_one_line_naming_the_exception(
+    isolated: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import pipeline.fleet
+
+    def broken(path: object = None) -> None:
+        raise KeyError("site_id")
+
+    monkeypatch.setattr(pipeline.fleet, "load_fleet", broken)
+    code, _, err = run(["fleet", "validate"], capsys)
+    assert code == 1
+    assert one_error_line(err) == (
+        "error: unexpected KeyError: 'site_id' (a bug? rerun with --debug or MICRODC_DEBUG=1 "
+        "for the traceback)"
+    )
+    code, _, err = run(["--debug", "fleet", "validate"], capsys)
+    assert code == 1
+    assert err.startswith("Traceback") and "in broken" in err
+    assert err.rstrip().splitlines()[-1].startswith("error: unexpected KeyError")
+    monkeypatch.setenv("MICRODC_DEBUG", "1")
+    code, _, err = run(["fleet", "validate"], capsys)
+    assert err.startswith("Traceback")
+
+
+def test_multi_line_messages_keep_their_first_and_last_line_and_no_markup(
+    isolated: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import pipeline.fleet
+
+    def broken(path: object = None) -> None:
+        raise PipelineError("broker exited [log: x]:\n  a log line\n\n[bold]the cause[/bold]")
+
+    monkeypatch.setattr(pipeline.fleet, "load_fleet", broken)
+    code, _, err = run(["fleet", "validate"], capsys)
+    assert code == 1
+    assert one_error_line(err) == "error: broker exited [log: x]: … [bold]the cause[/bold]"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["fleet", "validate", "{tmp}/bad.yaml"],
+        ["topics", "create", "--bootstrap", REFUSED],
+        ["simulate", "--sink", "kafka", "--bootstrap", REFUSED, "--duration", "1m"],
+    ],
+    ids=["bad fleet", "topics create", "simulate"],
+)
+def test_a_real_process_prints_one_line_too(args: list[str], tmp_path: Path) -> None:
+    """Nothing else reaches stderr in a fresh process either (no library log lines)."""
+    (tmp_path / "bad.yaml").write_text("sites: 3\n")
+    argv = [a.format(tmp=tmp_path, port=free_ports(1)[0]) for a in args]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MICRODC_")}
     proc = subprocess.run(
-        [sys.executable, "-m", "pipeline", "fleet", "validate", str(bad)],
+        [sys.executable, "-m", "pipeline", *argv],
         capture_output=True,
         text=True,
         check=False,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
     )
-    assert proc.returncode == 2
-    assert "Traceback" not in proc.stderr
-    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1
-    assert lines[0].startswith(f"error: {bad}:1: $.sites: Expected `array`")
+    assert proc.returncode in (2, 3)
+    assert "Traceback" not in proc.stderr + proc.stdout
+    one_error_line(proc.stderr)
 
 
 def test_simulate_to_files_writes_each_topic(tmp_path: Path) -> None:
@@ -135,15 +377,19 @@ def test_process_names_a_missing_input_file(tmp_path: Path) -> None:
 
 
 def test_demo_runs_end_to_end_and_says_where_output_went(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
     proc = subprocess.run(
-        [sys.executable, "-m", "pipeline", "demo", "--duration", "20m", "--out", str(tmp_path)],
+        [sys.executable, "-m", "pipeline", "demo", "--days", "0.02", "--no-quality", "--out", out],
         capture_output=True,
         text=True,
         check=False,
+        env={**os.environ, "COLUMNS": "200"},
     )
     assert proc.returncode == 0, proc.stderr
-    for site in ("bog1", "mex1", "sao1"):
-        assert site in proc.stdout
-    assert str(tmp_path / "stream") in proc.stdout.replace("\n", "")
-    assert (tmp_path / "stream" / "mdc.site-minutes.jsonl").stat().st_size > 0
-    assert (tmp_path / "sim" / "mdc.request-log.jsonl").stat().st_size > 0
+    for text in ("bog1", "mex1", "sao1", "PUE", "chargeback", "ROI", "HTML report"):
+        assert text in proc.stdout, text
+    flat = proc.stdout.replace("\n", "")
+    for path in (out / "report.html", out / "warehouse.duckdb", out / "lake"):
+        assert path.exists(), path
+        assert str(path.resolve()) in flat, path
+    assert not (out / "quality-docs").exists()

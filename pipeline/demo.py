@@ -1,0 +1,267 @@
+"""`microdc demo`: the whole pipeline on the embedded default, no Kafka needed.
+
+simulate → stream core → Parquet lake → DuckDB models → quality checks → exports → HTML report,
+then one summary row per site read back from the warehouse (the numbers finance would see).
+
+The demo fleet is the built-in fleet file (three sites, six services, five teams) run with
+`nodes_per_site` servers per site (default 4: three general-purpose and one GPU server) so
+that two weeks of minutes fit in about a minute on two cores; `nodes_per_site=None` runs every
+node of the file. Sites, services, tariffs, baselines and teams are unchanged.
+
+Landing runs in a second process while simulation and the stream core run in this one; the
+quality checks (Great Expectations) run in a second process while the exports and the report
+are written.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import multiprocessing
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import msgspec
+
+from pipeline.errors import ConfigError
+from pipeline.fleet.model import Fleet
+
+DEMO_START = datetime(2026, 3, 2, tzinfo=UTC)
+DEFAULT_DAYS = 14.0
+DEFAULT_NODES_PER_SITE = 4
+DEFAULT_RPS_SCALE = 0.01
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    """What to run. `days` may be fractional (0.25 = six hours)."""
+
+    out: Path = Path("out/demo")
+    days: float = DEFAULT_DAYS
+    seed: int = 7
+    fleet: Path | None = None
+    nodes_per_site: int | None = DEFAULT_NODES_PER_SITE
+    rps_scale: float = DEFAULT_RPS_SCALE
+    ip_secret: str | None = None
+    quality: bool = True
+    report: bool = True
+
+    @property
+    def minutes(self) -> int:
+        return round(self.days * 1440)
+
+    def check(self) -> None:
+        if not 1 <= self.minutes <= 366 * 1440:
+            raise ConfigError(f"--days {self.days:g}: expected a span from one minute to 366 days")
+        if self.nodes_per_site is not None and self.nodes_per_site < 1:
+            raise ConfigError(f"--nodes-per-site {self.nodes_per_site}: expected 1 or more")
+        if self.rps_scale <= 0:
+            raise ConfigError(f"--rps-scale {self.rps_scale:g}: expected a positive number")
+
+
+@dataclass(frozen=True)
+class SiteRow:
+    """One site over the whole run, read back from the warehouse marts."""
+
+    site_id: str
+    requests: int
+    facility_kwh: float
+    pue: float | None
+    wh_per_request: float | None
+    gco2e_per_request: float | None
+    p95_latency_ms: float | None
+    chargeback_usd: float
+    cloud_usd: float | None
+    roi_12m_pct: float | None
+    payback_months: float | None
+
+
+@dataclass
+class DemoResult:
+    """What the demo wrote, how long each step took, and the per-site summary."""
+
+    out: Path
+    sites: list[SiteRow] = field(default_factory=list)
+    paths: dict[str, Path] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    quality: Any = None  # pipeline.quality.QualityResult
+
+    @property
+    def total_seconds(self) -> float:
+        return sum(self.seconds.values())
+
+
+def demo_fleet(fleet: Fleet, nodes_per_site: int | None) -> Fleet:
+    """`fleet` with at most `nodes_per_site` servers per site: the first general-purpose ones in
+    file order plus one GPU server where the site has any (its GPU services need one)."""
+    if nodes_per_site is None:
+        return fleet
+    keep: list[Any] = []
+    for nodes in fleet.nodes_by_site.values():
+        gpu = [n for n in nodes if n.has_gpu][:1]
+        general = [n for n in nodes if not n.has_gpu][: max(nodes_per_site - len(gpu), 0)]
+        chosen = {n.node_id for n in general + gpu} if nodes_per_site > 1 else {nodes[0].node_id}
+        keep.extend(n for n in nodes if n.node_id in chosen)
+    return msgspec.structs.replace(fleet, nodes=keep)
+
+
+Step = Callable[[str, int | None], Callable[[int], None]]
+
+
+def run_demo(options: DemoOptions, *, step: Step | None = None) -> DemoResult:
+    """Run every stage into `options.out` (its previous lake and warehouse are replaced).
+
+    `step(label, total)` is called as each stage starts and returns an `advance(n)` callable
+    (the CLI draws progress bars with it).
+    """
+    from pipeline.embedded import simulate_and_land
+    from pipeline.fleet import load_fleet
+    from pipeline.lake import IpPolicy, Lake
+    from pipeline.models.build import build
+    from pipeline.simulate import SimConfig
+
+    options.check()
+    begin = step or (lambda _label, _total: lambda _n: None)
+    out = options.out
+    result = DemoResult(out.resolve())
+    fleet = demo_fleet(load_fleet(options.fleet), options.nodes_per_site)
+    config = SimConfig(
+        start=DEMO_START, minutes=options.minutes, seed=options.seed, rps_scale=options.rps_scale
+    )
+    for stale in ("lake", "exports"):
+        shutil.rmtree(out / stale, ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
+
+    started = time.perf_counter()
+    lake = Lake(out / "lake")
+    ip_policy = IpPolicy(options.ip_secret.encode() if options.ip_secret else None)
+    advance = begin("simulate → stream core → lake", config.minutes)
+    run = simulate_and_land(
+        fleet, config, lake, ip_policy=ip_policy, advance=lambda _n: advance(1), parallel=True
+    )
+    result.seconds["simulate, stream, land"] = time.perf_counter() - started
+    result.counts.update(
+        events=run.emitted, lake_rows=run.landed.rows, lake_files=run.landed.files
+    )
+    result.paths["Parquet lake"] = Path(lake.root)
+
+    started = time.perf_counter()
+    db = out / "warehouse.duckdb"
+    models_advance = begin("DuckDB models", None)
+    built = build(lake, fleet, db, progress=lambda _m, _i, _n: models_advance(1))
+    result.seconds["models"] = time.perf_counter() - started
+    result.counts["models"] = len(built.models)
+    result.paths["DuckDB warehouse"] = db.resolve()
+
+    started = time.perf_counter()
+    with concurrent.futures.ProcessPoolExecutor(
+        max_workers=1, mp_context=multiprocessing.get_context("spawn")
+    ) as pool:
+        checks = (
+            pool.submit(_run_checks, str(db), str(out / "quality-docs"))
+            if options.quality
+            else None
+        )
+        finish = begin("exports and report" + (" (quality checks alongside)" * bool(checks)), None)
+        result.paths.update(_exports(db, out / "exports"))
+        finish(1)
+        if options.report:
+            from pipeline.report import build_report
+
+            report = build_report(db, out / "report.html", title="microdc-pipeline demo")
+            result.paths["HTML report"] = report.path.resolve()
+            finish(1)
+        if checks is not None:
+            result.quality = checks.result()
+            result.paths["Data Docs (quality)"] = result.quality.docs_index.resolve()
+    result.seconds["quality, exports, report"] = time.perf_counter() - started
+    result.sites = site_summary(db)
+    return result
+
+
+def _run_checks(db: str, docs: str) -> Any:
+    from pipeline.quality import run_checks
+
+    return run_checks(db, docs)
+
+
+def _exports(db: Path, folder: Path) -> dict[str, Path]:
+    """Chargeback per month of the run (CSV, FOCUS 1.2, Excel) and the ROI table (CSV)."""
+    from pipeline.models.export import export_chargeback, export_roi
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with duckdb.connect(str(db), read_only=True) as con:
+        months = [
+            m.strftime("%Y-%m")
+            for (m,) in con.execute(
+                "select distinct local_month from fct_chargeback_monthly order by 1"
+            ).fetchall()
+        ]
+    paths: dict[str, Path] = {}
+    for month in months:
+        for fmt, suffix in (("csv", "csv"), ("focus", "focus.csv"), ("xlsx", "xlsx")):
+            path = folder / f"chargeback-{month}.{suffix}"
+            export_chargeback(db, month, fmt, path)  # type: ignore[arg-type]
+            paths[f"chargeback {month} ({fmt})"] = path.resolve()
+    roi = folder / "roi.csv"
+    export_roi(db, "csv", roi)
+    paths["ROI vs cloud (csv)"] = roi.resolve()
+    return paths
+
+
+_SUMMARY = """
+with eff as (
+    select site_id, sum(requests) as requests, sum(it_energy_kwh) as it_kwh,
+           sum(facility_energy_kwh) as facility_kwh,
+           sum(operational_kgco2e + embodied_kgco2e) as kgco2e
+    from fct_site_efficiency_daily group by site_id
+),
+charge as (
+    select site_id, sum(total_usd) as chargeback_usd from fct_chargeback_monthly group by site_id
+)
+select eff.site_id, eff.requests, eff.facility_kwh,
+       eff.facility_kwh / nullif(eff.it_kwh, 0) as pue,
+       eff.facility_kwh * 1000 / nullif(eff.requests, 0) as wh_per_request,
+       eff.kgco2e * 1000 / nullif(eff.requests, 0) as gco2e_per_request,
+       roi.latency_p95_ms, coalesce(charge.chargeback_usd, 0) as chargeback_usd,
+       roi.pilot_days * roi.cloud_usd_per_month * 12 / 365 as cloud_usd,
+       roi.roi_12m_pct, roi.payback_months
+from eff
+left join charge using (site_id)
+left join fct_roi_site as roi using (site_id)
+order by eff.site_id
+"""
+
+
+def site_summary(db: Path) -> list[SiteRow]:
+    """Per site over the run: requests, facility kWh, PUE (sum/sum), facility Wh and SCI gCO2e
+    per request (idle energy included), p95 latency, chargeback total, cloud cost of the same
+    requests over the same days, 12-month ROI and payback."""
+    with duckdb.connect(str(db), read_only=True) as con:
+        rows = con.execute(_SUMMARY).fetchall()
+    return [
+        SiteRow(
+            site_id=r[0],
+            requests=int(r[1] or 0),
+            facility_kwh=float(r[2] or 0.0),
+            pue=_float(r[3]),
+            wh_per_request=_float(r[4]),
+            gco2e_per_request=_float(r[5]),
+            p95_latency_ms=_float(r[6]),
+            chargeback_usd=float(r[7] or 0.0),
+            cloud_usd=_float(r[8]),
+            roi_12m_pct=_float(r[9]),
+            payback_months=_float(r[10]),
+        )
+        for r in rows
+    ]
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)

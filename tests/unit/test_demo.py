@@ -1,0 +1,96 @@
+"""`microdc demo`: every stage runs, writes what it says, and the summary is the lake's numbers."""
+
+from __future__ import annotations
+
+import csv
+
+import duckdb
+import pytest
+
+from pipeline.demo import DemoOptions, DemoResult, demo_fleet, run_demo
+from pipeline.errors import ConfigError
+from pipeline.fleet import load_fleet
+
+
+def test_demo_fleet_keeps_sites_services_and_one_gpu_server_per_site() -> None:
+    full = load_fleet(None)
+    small = demo_fleet(full, 4)
+    assert [s.site_id for s in small.sites] == [s.site_id for s in full.sites]
+    assert small.services == full.services and small.teams == full.teams
+    for site, nodes in small.nodes_by_site.items():
+        assert len(nodes) == 4, site
+        assert sum(n.has_gpu for n in nodes) == 1, site
+        assert all(n in full.nodes_by_site[site] for n in nodes)
+    assert demo_fleet(full, None) is full
+    assert all(len(nodes) == 1 for nodes in demo_fleet(full, 1).nodes_by_site.values())
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (DemoOptions(days=0), "--days 0"),
+        (DemoOptions(nodes_per_site=0), "--nodes-per-site 0"),
+        (DemoOptions(rps_scale=-1), "--rps-scale -1"),
+    ],
+)
+def test_bad_options_are_refused(options: DemoOptions, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        options.check()
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoResult:
+    out = tmp_path_factory.mktemp("demo")
+    return run_demo(DemoOptions(out=out, days=3 / 24, rps_scale=0.02))
+
+
+def test_every_stage_wrote_its_output(demo: DemoResult) -> None:
+    paths = demo.paths
+    assert paths["Parquet lake"].is_dir()
+    assert paths["DuckDB warehouse"].is_file()
+    assert paths["HTML report"].stat().st_size > 1_000_000  # plotly.js is inlined
+    assert paths["Data Docs (quality)"].is_file()
+    assert {"chargeback 2026-03 (csv)", "chargeback 2026-03 (focus)", "ROI vs cloud (csv)"} <= set(
+        paths
+    )
+    assert demo.quality.success, demo.quality.failures()
+    assert demo.counts["events"] > 0 and demo.counts["lake_rows"] > demo.counts["events"]
+    assert set(demo.seconds) == {"simulate, stream, land", "models", "quality, exports, report"}
+
+
+def test_summary_is_the_lake_summed_independently(demo: DemoResult) -> None:
+    lake = demo.paths["Parquet lake"]
+    with duckdb.connect() as con:
+        site = con.execute(
+            # facility energy attributed to the nodes: their IT energy x the minute's PUE
+            f"""select site_id, sum(node_it_energy_wh * pue) / 1000,
+                sum(node_it_energy_wh * pue) / sum(node_it_energy_wh), sum(requests)
+                from read_parquet('{lake}/silver/site_minutes/**/*.parquet', hive_partitioning=1)
+                group by site_id order by site_id"""
+        ).fetchall()
+        carbon = dict(
+            con.execute(
+                f"""select site_id, sum(operational_gco2e + embodied_gco2e)
+                from read_parquet('{lake}/silver/energy_minutes/**/*.parquet', hive_partitioning=1)
+                group by site_id"""
+            ).fetchall()
+        )
+    assert [s.site_id for s in demo.sites] == [row[0] for row in site] == ["bog1", "mex1", "sao1"]
+    for summary, (site_id, kwh, pue, requests) in zip(demo.sites, site, strict=True):
+        assert summary.requests == requests
+        assert summary.facility_kwh == pytest.approx(kwh, rel=1e-9)
+        assert summary.pue == pytest.approx(pue, rel=1e-9)
+        assert summary.wh_per_request == pytest.approx(kwh * 1000 / requests, rel=1e-9)
+        assert summary.gco2e_per_request == pytest.approx(carbon[site_id] / requests, rel=1e-6)
+        assert summary.p95_latency_ms is not None and 0 < summary.p95_latency_ms < 10_000
+
+
+def test_summary_chargeback_equals_the_exported_files(demo: DemoResult) -> None:
+    with demo.paths["chargeback 2026-03 (csv)"].open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    by_site: dict[str, float] = {}
+    for row in rows:
+        by_site[row["site_id"]] = by_site.get(row["site_id"], 0.0) + float(row["total_usd"])
+    for summary in demo.sites:
+        assert summary.chargeback_usd == pytest.approx(by_site[summary.site_id], abs=1e-5)
+        assert summary.chargeback_usd > 0
