@@ -60,6 +60,8 @@ bench: $(STAMP) kafka-jars ## benchmarks against a real broker; prints tables
 	$(BIN)/python bench/bench_kafka.py
 	$(BIN)/python bench/bench_worker.py
 	$(BIN)/python bench/bench_land.py
+	$(BIN)/python bench/bench_models.py
+	$(BIN)/python bench/bench_demo.py
 
 kafka-up: $(STAMP) kafka-jars ## start a local KRaft broker on 127.0.0.1 (prints its address)
 	$(BIN)/microdc kafka up

@@ -267,8 +267,8 @@ def demo(
         "out/demo"
     ),
     days: Annotated[
-        float, typer.Option(help="Simulated days from 2026-03-02 (0.25 = six hours).")
-    ] = 14.0,
+        float, typer.Option(help="Simulated days from 2026-03-02 (0.25 = 6 h, 14 = two weeks).")
+    ] = 2.0,
     seed: Annotated[int, typer.Option(help="Random seed of the simulator.")] = 7,
     fleet: FleetOpt = None,
     nodes_per_site: Annotated[
@@ -276,7 +276,7 @@ def demo(
         typer.Option(help="Servers simulated per site (0 = every node of the fleet file)."),
     ] = 4,
     rps_scale: Annotated[float, typer.Option(help="Multiplies every service's request rate.")] = (
-        0.01
+        0.005
     ),
     quality: Annotated[
         bool, typer.Option(help="Run the Great Expectations checks (and write Data Docs).")
@@ -347,7 +347,7 @@ def _print_demo(result: Any) -> None:
             _fmt(s.gco2e_per_request, ".3f"),
             _fmt(s.p95_latency_ms, ".0f"),
             f"{s.chargeback_usd:,.0f}",
-            _fmt(s.cloud_usd, ",.0f"),
+            _fmt(s.cloud_usd, ",.2f"),
             "-" if s.roi_12m_pct is None else f"{s.roi_12m_pct:+.0f} %",
         )
     out.print(table)

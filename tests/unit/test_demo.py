@@ -25,6 +25,20 @@ def test_demo_fleet_keeps_sites_services_and_one_gpu_server_per_site() -> None:
     assert all(len(nodes) == 1 for nodes in demo_fleet(full, 1).nodes_by_site.values())
 
 
+def test_cli_defaults_are_the_demo_defaults() -> None:
+    import typer
+
+    from pipeline.cli import app
+    from pipeline.demo import DEFAULT_DAYS, DEFAULT_NODES_PER_SITE, DEFAULT_RPS_SCALE
+
+    command = typer.main.get_command(app).commands["demo"]  # type: ignore[attr-defined]
+    defaults = {p.name: p.default for p in command.params}
+    assert defaults["days"] == DEFAULT_DAYS
+    assert defaults["nodes_per_site"] == DEFAULT_NODES_PER_SITE
+    assert defaults["rps_scale"] == DEFAULT_RPS_SCALE
+    assert defaults["out_dir"] == DemoOptions().out
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [
