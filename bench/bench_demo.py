@@ -39,7 +39,7 @@ def main() -> None:
     parser.add_argument("--days", default=f"{DEFAULT_DAYS:g},14", help="comma-separated sizes")
     parser.add_argument("--runs", type=int, default=1, help="runs per size (median shown)")
     args = parser.parse_args()
-    console = Console()
+    console = Console(width=150)
     table = Table(
         "days",
         "events",

@@ -303,14 +303,7 @@ def demo(
         ip_secret=settings.lake_ip_secret,
         quality=quality,
     )
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        disable=not console.is_terminal,
-    ) as bar:
+    with _steps_bar() as bar:
 
         def step(label: str, total: int | None) -> Callable[[int], None]:
             for done in bar.tasks:  # the previous stage is complete
@@ -583,13 +576,7 @@ def models_build(
             "or pass --lake / set MICRODC_LAKE"
         )
     db.parent.mkdir(parents=True, exist_ok=True)
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-    ) as bar:
+    with _steps_bar() as bar:
         task = bar.add_task("models", total=None)
 
         def step(model: Any, i: int, total: int) -> None:
@@ -919,6 +906,18 @@ def config_show() -> None:
     for name, value, source in describe_settings(settings):
         table.add_row(name, escape(value), escape(source))
     out.print(table)
+
+
+def _steps_bar() -> Progress:
+    """A progress display of named steps (silent when stderr is not a terminal)."""
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        disable=not console.is_terminal,
+    )
 
 
 class _progress:

@@ -257,6 +257,7 @@ def _export(
         con = duckdb.connect(str(db), read_only=True)
     except duckdb.Error as exc:
         raise ConfigError(f"{db}: cannot open the warehouse: {exc}") from exc
+    con.execute("set enable_progress_bar = false")
     try:
         try:
             row = con.execute(f"select count(*) from ({query})").fetchone()

@@ -697,6 +697,7 @@ def run_checks(
     notes: list[str] = []
     con = duckdb.connect(str(db), read_only=True)
     try:
+        con.execute("set enable_progress_bar = false")  # our own progress, not DuckDB's
         tables = {
             name
             for (name,) in con.execute(

@@ -185,6 +185,7 @@ def load(db: Path) -> ReportData:
         con = duckdb.connect(str(db), read_only=True)
     except duckdb.Error as exc:
         raise WarehouseError(db, f"cannot open the warehouse: {exc}") from exc
+    con.execute("set enable_progress_bar = false")
     try:
         _check_tables(con, db)
         return _read(con, db)

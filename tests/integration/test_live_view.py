@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import math
 import urllib.request
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,6 @@ import msgspec
 import pytest
 
 from pipeline.contracts.outputs import NodeMinute
-from pipeline.contracts.topics import TopicSpec
 from pipeline.fleet import load_fleet
 from pipeline.metrics.energy import epoch_ms
 from pipeline.runner import from_envelopes, run_embedded
@@ -54,17 +52,6 @@ STATUS_JS = """() => ({
   alerts: Array.from(document.querySelectorAll('#alerts tbody tr[data-alert-id]'))
     .map(tr => tr.dataset.alertId),
 })"""
-
-
-@pytest.fixture
-def pool(
-    kafka_bootstrap: str, kafka_topics: dict[str, TopicSpec], topic_prefix: str, tmp_path: Path
-) -> Iterator[WorkerPool]:
-    workers = WorkerPool(kafka_bootstrap, topic_prefix, tmp_path)
-    try:
-        yield workers
-    finally:
-        workers.close()
 
 
 def live_json(worker: Worker) -> dict[str, Any]:

@@ -18,14 +18,12 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import msgspec
-import pytest
 
 from pipeline.contracts.partitioning import partition_for
-from pipeline.contracts.topics import INPUT_TOPICS, OUTPUT_TOPICS, TopicSpec
+from pipeline.contracts.topics import INPUT_TOPICS, OUTPUT_TOPICS
 from pipeline.fleet import load_fleet
 from pipeline.fleet.model import Fleet
 from pipeline.runner import Message, RunResult, from_envelopes, run_embedded
@@ -42,17 +40,6 @@ MINUTES = 40
 CUTOFF = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 COMPARED = ("mdc.energy-minutes", "mdc.site-minutes", "mdc.slo-burn", "mdc.alerts")
 IN_FULL = ("mdc.late-events", "mdc.dead-letters")
-
-
-@pytest.fixture
-def pool(
-    kafka_bootstrap: str, kafka_topics: dict[str, TopicSpec], topic_prefix: str, tmp_path: Path
-) -> Iterator[WorkerPool]:
-    workers = WorkerPool(kafka_bootstrap, topic_prefix, tmp_path)
-    try:
-        yield workers
-    finally:
-        workers.close()
 
 
 # -- reference and comparison ------------------------------------------------------------------

@@ -15,9 +15,10 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from pipeline.cli import app, main, parse_duration
+from pipeline.cli import app, parse_duration
 from pipeline.errors import PipelineError
 from pipeline.localkafka import free_ports
+from tests.unit.cli_run import one_error_line, run
 
 runner = CliRunner()
 
@@ -94,22 +95,6 @@ def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
     yield tmp_path
     root.handlers[:], root.level = handlers, level
     ours.setLevel(our_level)
-
-
-def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """`microdc *args` in this process through `main`: (exit code, stdout, stderr)."""
-    with pytest.raises(SystemExit) as info:
-        main(args)
-    captured = capsys.readouterr()
-    code = info.value.code
-    return (code if isinstance(code, int) else 1), captured.out, captured.err
-
-
-def one_error_line(err: str) -> str:
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    assert lines[0].startswith("error: "), err
-    return lines[0]
 
 
 REFUSED = "127.0.0.1:{port}"  # a free port: nobody listens, the connection is refused at once

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.cli import main
 from pipeline.config import Settings, use_config_file
 from pipeline.errors import ConfigError
 from pipeline.localkafka import free_ports
+from tests.unit.cli_run import one_error_line, run
 
 
 @pytest.fixture(autouse=True)
@@ -34,23 +34,6 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterat
     use_config_file(None)
     root.handlers[:], root.level = handlers, level
     ours.setLevel(our_level)
-
-
-def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """`microdc *args` in this process: (exit code, stdout, stderr)."""
-    with pytest.raises(SystemExit) as info:
-        main(args)
-    captured = capsys.readouterr()
-    code = info.value.code
-    return (code if isinstance(code, int) else 1), captured.out, captured.err
-
-
-def error_line(err: str) -> str:
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    assert lines[0].startswith("error: "), err
-    assert "Traceback" not in err
-    return lines[0]
 
 
 def write(path: Path, text: str) -> Path:
@@ -153,7 +136,7 @@ def test_lake_flag_beats_variable_beats_file_beats_default(
     def lake_used(*flags: str) -> str:
         code, _, err = run(["models", "build", "--db", str(tmp_path / "w.duckdb"), *flags], capsys)
         assert code == 2
-        line = error_line(err)
+        line = one_error_line(err)
         assert line.startswith("error: no lake at ")
         return line.removeprefix("error: no lake at ").split(":")[0]
 
@@ -174,7 +157,7 @@ def test_bootstrap_flag_beats_variable_beats_file(
         args = ["--config", str(config), "topics", "create", "--timeout-s", "5", *flags]
         code, _, err = run(args, capsys)
         assert code == 3
-        line = error_line(err)
+        line = one_error_line(err)
         assert "is a broker running there?" in line
         return line.removeprefix("error: cannot connect to Kafka at ").split(" ")[0]
 
@@ -212,4 +195,4 @@ def test_commands_report_a_bad_config_file_in_one_line(
     config = write(tmp_path / "bad.toml", text)
     code, _, err = run(["--config", str(config), "models", "build"], capsys)
     assert code == 2
-    assert expected in error_line(err)
+    assert expected in one_error_line(err)
