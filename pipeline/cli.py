@@ -326,9 +326,11 @@ def _print_demo(result: Any) -> None:
         "gCO2e/req",
         "p95 ms",
         "chargeback USD",
-        "cloud USD",
+        "cloud, same cores USD",
+        "cloud, CPU used USD",
         "ROI 12 mo",
-        title="per site over the run (facility energy incl. idle; SCI = operational + embodied)",
+        title="per site over the run (facility energy incl. idle; SCI = operational + embodied; "
+        "ROI vs renting the same cores)",
     )
     for s in result.sites:
         table.add_row(
@@ -340,10 +342,12 @@ def _print_demo(result: Any) -> None:
             _fmt(s.gco2e_per_request, ".3f"),
             _fmt(s.p95_latency_ms, ".0f"),
             f"{s.chargeback_usd:,.0f}",
-            _fmt(s.cloud_usd, ",.2f"),
+            _fmt(s.cloud_usd, ",.0f"),
+            _fmt(s.cloud_used_usd, ",.2f"),
             "-" if s.roi_12m_pct is None else f"{s.roi_12m_pct:+.0f} %",
         )
-    out.print(table)
+    # Wide enough for every column when the output goes to a file or a pipe (80 by default).
+    (out if out.is_terminal else Console(file=out.file, width=160)).print(table)
     if result.quality is not None:
         q = result.quality
         verdict = "[green]all passed[/]" if q.success else f"[red]{len(q.failures())} failed[/]"
@@ -357,10 +361,9 @@ def _print_demo(result: Any) -> None:
         + ", ".join(f"{name} {sec:.1f} s" for name, sec in result.seconds.items())
         + f" ({result.total_seconds:.1f} s)"
     )
-    paths = Table("what", "where", title="written", show_header=False, box=None)
+    out.print("[bold]written[/]")
     for name, path in result.paths.items():
-        paths.add_row(f"[bold]{name}[/]", str(path))
-    out.print(paths, soft_wrap=True)
+        out.print(f"  [bold]{name}[/]: {path}", soft_wrap=True)
     db = result.paths["DuckDB warehouse"]
     out.print(
         f'Query it: .venv/bin/python -c "import duckdb; duckdb.connect(\'{db}\', '

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import heapq
+import queue
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -294,9 +295,15 @@ class _ProcessLanding(_LandingSink):
         self.closed = False
 
     def send(self, records: list[_Landing]) -> None:
-        if records:
+        if not records:
+            return
+        while True:  # a bounded queue: wait for the child, but notice when it has died
             self._check_alive()
-            self.inbox.put(records)
+            try:
+                self.inbox.put(records, timeout=1.0)
+            except queue.Full:
+                continue
+            return
 
     def close(self) -> Any:
         self.inbox.put(None)
@@ -308,7 +315,11 @@ class _ProcessLanding(_LandingSink):
         return outcome
 
     def abort(self) -> None:
-        if not self.closed and self.process.is_alive():
+        if self.closed:
+            return
+        # Records still queued for a dead child must not keep this process from exiting.
+        self.inbox.cancel_join_thread()
+        if self.process.is_alive():
             self.process.terminate()
             self.process.join()
 

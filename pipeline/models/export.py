@@ -102,6 +102,11 @@ ROI_COLUMNS: tuple[tuple[str, str], ...] = (
     ("baseline_gco2e_per_request", _dec("baseline_gco2e_per_request")),
     ("baseline_pue", _dec("baseline_pue")),
     ("baseline_grid_gco2e_per_kwh", _dec("baseline_grid_gco2e_per_kwh")),
+    ("provisioned_cores", "provisioned_cores"),
+    ("cloud_capacity_usd_per_month", _dec("cloud_capacity_usd_per_month")),
+    ("capacity_monthly_savings_usd", _dec("capacity_monthly_savings_usd")),
+    ("capacity_payback_months", _dec("capacity_payback_months")),
+    ("capacity_roi_12m_pct", _dec("capacity_roi_12m_pct")),
 )
 
 # --- FinOps FOCUS 1.2 -----------------------------------------------------------------------

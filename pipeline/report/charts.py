@@ -38,6 +38,7 @@ COST_PARTS = (
 )
 MICRODC, OPERATING, CLOUD = "#0e7490", "#67c5d6", "#f97316"
 ROI_6M, ROI_12M = "#86c5a4", "#15803d"
+CLOUD_CAPACITY = "#b45309"  # the same cores rented: a darker shade of the cloud colour
 IDLE = "__idle__"
 ALL_SITES = "__all__"
 _MARGIN = {"l": 64, "r": 64, "t": 72, "b": 64}
@@ -412,6 +413,8 @@ def roi(data: ReportData) -> Chart | None:
         1,
     )
     bars("cloud baseline", CLOUD, sites, [r.cloud_usd_per_month for r in rows], 1, 1)
+    capacity = [r.cloud_capacity_usd_per_month for r in rows]
+    bars("cloud, the same cores rented", CLOUD_CAPACITY, sites, capacity, 1, 1)
     horizon = [[s for s in sites for _ in (6, 12)], [f"{m} mo" for _ in sites for m in (6, 12)]]
     bars(
         "micro-DC",
@@ -432,6 +435,8 @@ def roi(data: ReportData) -> Chart | None:
     paid = [f"{r.site_id}<br>{_payback(r)}" for r in rows]
     bars("ROI at 6 months", ROI_6M, paid, [r.roi_6m_pct for r in rows], 1, 3)
     bars("ROI at 12 months", ROI_12M, paid, [r.roi_12m_pct for r in rows], 1, 3)
+    capacity_roi = [r.capacity_roi_12m_pct for r in rows]
+    bars("ROI at 12 months vs the same cores", CLOUD_CAPACITY, paid, capacity_roi, 1, 3)
     bars("micro-DC", MICRODC, sites, [r.latency_p95_ms for r in rows], 2, 1)
     bars("cloud baseline", CLOUD, sites, [r.baseline_latency_p95_ms for r in rows], 2, 1)
     bars("micro-DC", MICRODC, sites, [r.facility_wh_per_request for r in rows], 2, 2)
@@ -443,7 +448,12 @@ def roi(data: ReportData) -> Chart | None:
             v
             for r in rows
             for v in (
-                (r.microdc_usd_per_month, r.operating_usd_per_month, r.cloud_usd_per_month)
+                (
+                    r.microdc_usd_per_month,
+                    r.operating_usd_per_month,
+                    r.cloud_usd_per_month,
+                    r.cloud_capacity_usd_per_month,
+                )
                 if col == 1
                 else (r.microdc_usd_6m, r.microdc_usd_12m, r.cloud_usd_6m, r.cloud_usd_12m)
             )
@@ -454,7 +464,12 @@ def roi(data: ReportData) -> Chart | None:
             fig.update_yaxes(type="log", range=[low, high], dtick=1, row=1, col=col)
             fig.layout.annotations[col - 1].text += " (log)"
     fig.add_hline(y=0, line={"color": "#6b7280", "width": 1}, row=1, col=3)
-    rois = [v for r in rows for v in (r.roi_6m_pct, r.roi_12m_pct) if v is not None]
+    rois = [
+        v
+        for r in rows
+        for v in (r.roi_6m_pct, r.roi_12m_pct, r.capacity_roi_12m_pct)
+        if v is not None
+    ]
     if rois:
         low, high = min(0.0, *rois), max(0.0, *rois)
         pad = (high - low) * 0.18 or 10.0

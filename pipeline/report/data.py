@@ -157,6 +157,10 @@ class Roi:
     baseline_wh_per_request: float | None
     gco2e_per_request: float | None
     baseline_gco2e_per_request: float | None
+    #: The like-for-like baseline: the site's cores rented in the cloud around the clock.
+    cloud_capacity_usd_per_month: float | None
+    capacity_payback_months: float | None
+    capacity_roi_12m_pct: float | None
 
 
 @dataclass(frozen=True)
@@ -276,7 +280,7 @@ def _roi(r: tuple[Any, ...]) -> Roi:
         str(r[1]),
         float(r[2]),
         int(r[3]),
-        *(_opt(v) for v in r[4:22]),
+        *(_opt(v) for v in r[4:25]),
     )
 
 
@@ -433,7 +437,10 @@ select
     facility_wh_per_request,
     baseline_wh_per_request,
     gco2e_per_request,
-    baseline_gco2e_per_request
+    baseline_gco2e_per_request,
+    cloud_capacity_usd_per_month,
+    capacity_payback_months,
+    capacity_roi_12m_pct
 from fct_roi_site
 order by site_id
 """

@@ -304,11 +304,14 @@ def _roi_table(data: ReportData) -> str:
             _num(r.microdc_usd_per_month, 0),
             _num(r.operating_usd_per_month, 0),
             _num(r.cloud_usd_per_month, 0),
+            _num(r.cloud_capacity_usd_per_month, 0),
             _num(r.monthly_savings_usd, 0),
             _num(r.investment_usd, 0),
             "none" if r.payback_months is None else _num(r.payback_months, 1),
             _pct(None if r.roi_6m_pct is None else r.roi_6m_pct / 100, 1),
             _pct(None if r.roi_12m_pct is None else r.roi_12m_pct / 100, 1),
+            _pct(None if r.capacity_roi_12m_pct is None else r.capacity_roi_12m_pct / 100, 1),
+            "none" if r.capacity_payback_months is None else _num(r.capacity_payback_months, 1),
         ]
 
     cur = data.currency
@@ -321,15 +324,20 @@ def _roi_table(data: ReportData) -> str:
             f"micro-DC {cur}/month",
             f"operating {cur}/month",
             f"cloud {cur}/month",
+            f"same cores {cur}/month",
             f"savings {cur}/month",
             f"investment {cur}",
             "payback months",
             "ROI 6 months",
             "ROI 12 months",
+            "ROI 12 mo, same cores",
+            "payback, same cores",
         ],
         [row(r) for r in data.roi],
-        note="Savings = cloud - operating cost (no capex); payback = investment / savings; a "
-        "short pilot is scaled to a month, so read the figures as a rate, not a forecast.",
+        note="Cloud = the CPU time the requests used + egress; same cores = renting the site's "
+        "cores around the clock + egress (like for like). Savings = cloud - operating cost (no "
+        "capex); payback = investment / savings; a short pilot is scaled to a month, so read "
+        "the figures as a rate, not a forecast.",
     )
 
 

@@ -9,6 +9,9 @@
 -- the same plus the baseline's round trip. Energy per request: all facility energy (idle
 -- included) per request here, vs the attributed IT energy at the cloud's PUE plus network
 -- transport at 0.001 kWh/GB (Cloud Carbon Footprint); carbon at the baseline grid's intensity.
+-- Second, like-for-like baseline: renting the site's provisioned cores in the cloud around the
+-- clock (sum of dim_node.cores x the core-hour price x 730.5 h a month) + the same egress; the
+-- capacity_* columns are savings, payback and ROI against it.
 -- @column pilot_days: days between the first and the last minute with data
 -- @column microdc_usd_per_month: chargeback total (all parts) per 30.4375 days of pilot
 -- @column operating_usd_per_month: energy + carbon + opex per month (no capex)
@@ -29,6 +32,11 @@
 -- @column baseline_wh_per_request: attributed IT Wh x cloud PUE + 0.001 kWh/GB transport, per request
 -- @column gco2e_per_request: (operational + embodied) g / requests
 -- @column baseline_gco2e_per_request: baseline Wh per request x baseline grid intensity
+-- @column provisioned_cores: CPU cores of the site's nodes (dim_node.cores)
+-- @column cloud_capacity_usd_per_month: provisioned cores x core-hour price x 730.5 h + egress GB x price, per month
+-- @column capacity_monthly_savings_usd: cloud_capacity_usd_per_month - operating_usd_per_month
+-- @column capacity_payback_months: investment / capacity monthly savings (null when there are none)
+-- @column capacity_roi_12m_pct: (12 x capacity monthly savings - investment) / investment x 100
 with
 
 energy as (
@@ -92,7 +100,8 @@ latency as (
 investment as (
     select
         s.site_id,
-        s.capex_usd + coalesce(sum(n.capex_usd), 0) as investment_usd
+        s.capex_usd + coalesce(sum(n.capex_usd), 0) as investment_usd,
+        coalesce(sum(n.cores), 0) as provisioned_cores
     from sites as s
     left join nodes as n using (site_id)
     group by s.site_id, s.capex_usd
@@ -149,7 +158,18 @@ final as (
         baseline_wh_per_request / 1000 * s.baseline_grid_gco2e_per_kwh
             as baseline_gco2e_per_request,
         s.baseline_pue,
-        s.baseline_grid_gco2e_per_kwh
+        s.baseline_grid_gco2e_per_kwh,
+        i.provisioned_cores,
+        i.provisioned_cores * s.baseline_usd_per_core_hour * 730.5
+            + p.egress_gb * s.baseline_egress_usd_per_gb * p.months_factor
+            as cloud_capacity_usd_per_month,
+        cloud_capacity_usd_per_month - operating_usd_per_month as capacity_monthly_savings_usd,
+        case
+            when capacity_monthly_savings_usd > 0
+                then i.investment_usd / capacity_monthly_savings_usd
+        end as capacity_payback_months,
+        (12 * capacity_monthly_savings_usd - i.investment_usd) / nullif(i.investment_usd, 0) * 100
+            as capacity_roi_12m_pct
     from per_month as p
     join sites as s using (site_id)
     join investment as i using (site_id)

@@ -82,20 +82,33 @@ def test_summary_is_the_lake_summed_independently(demo: DemoResult) -> None:
                 from read_parquet('{lake}/silver/site_minutes/**/*.parquet', hive_partitioning=1)
                 group by site_id order by site_id"""
         ).fetchall()
-        carbon = dict(
-            con.execute(
-                f"""select site_id, sum(operational_gco2e + embodied_gco2e)
+        energy = {
+            row[0]: row[1:]
+            for row in con.execute(
+                f"""select site_id, sum(operational_gco2e + embodied_gco2e), sum(bytes_out) / 1e9,
+                (epoch(max(window_start) - min(window_start)) + 60) / 86400
                 from read_parquet('{lake}/silver/energy_minutes/**/*.parquet', hive_partitioning=1)
                 group by site_id"""
             ).fetchall()
-        )
+        }
+    fleet = demo_fleet(load_fleet(None), DemoOptions().nodes_per_site)
     assert [s.site_id for s in demo.sites] == [row[0] for row in site] == ["bog1", "mex1", "sao1"]
     for summary, (site_id, kwh, pue, requests) in zip(demo.sites, site, strict=True):
         assert summary.requests == requests
         assert summary.facility_kwh == pytest.approx(kwh, rel=1e-9)
         assert summary.pue == pytest.approx(pue, rel=1e-9)
         assert summary.wh_per_request == pytest.approx(kwh * 1000 / requests, rel=1e-9)
-        assert summary.gco2e_per_request == pytest.approx(carbon[site_id] / requests, rel=1e-6)
+        gco2e, egress_gb, pilot_days = energy[site_id]
+        assert summary.gco2e_per_request == pytest.approx(gco2e / requests, rel=1e-6)
+        # the same cores rented around the clock over the pilot's days, plus the same egress
+        baseline = fleet.site_by_id[site_id].baseline
+        cores = sum(n.cores for n in fleet.nodes_by_site[site_id])
+        assert cores == 3 * 64 + 48
+        assert summary.cloud_usd == pytest.approx(
+            cores * baseline.usd_per_core_hour * 24 * pilot_days
+            + egress_gb * baseline.egress_usd_per_gb,
+            rel=1e-9,
+        )
         assert summary.p95_latency_ms is not None and 0 < summary.p95_latency_ms < 10_000
 
 

@@ -121,3 +121,13 @@ def test_roi_of_a_one_minute_pilot(tmp_path: Path) -> None:
     assert got["baseline_wh_per_request"] == pytest.approx(722 / 1000)
     assert got["gco2e_per_request"] == pytest.approx(360 / 1000)
     assert got["baseline_gco2e_per_request"] == pytest.approx(0.722 / 1000 * 400)
+    # like-for-like: bog1's 20 x 64 + 4 x 48 cores rented around the clock, plus the egress
+    assert got["provisioned_cores"] == 20 * 64 + 4 * 48
+    capacity = 1472 * 0.05 * 730.5 + 2 * 0.10 * per_month
+    assert got["cloud_capacity_usd_per_month"] == pytest.approx(capacity)
+    capacity_savings = capacity - (energy_usd + opex_usd) * per_month
+    assert got["capacity_monthly_savings_usd"] == pytest.approx(capacity_savings)
+    assert got["capacity_payback_months"] == pytest.approx(12_000 / capacity_savings)
+    assert got["capacity_roi_12m_pct"] == pytest.approx(
+        (12 * capacity_savings - 12_000) / 12_000 * 100
+    )

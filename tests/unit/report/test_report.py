@@ -34,7 +34,7 @@ EXPECTED = {
     "chart-carbon": 2,
     "chart-slo": 4,  # availability and latency, budget and burn panels
     "chart-chargeback": 8,  # 4 cost parts x (teams, idle) panels
-    "chart-roi": 13,
+    "chart-roi": 15,
 }
 
 
@@ -127,8 +127,8 @@ def test_chargeback_and_roi_reconcile_with_their_marts(
             ).fetchall()
         )
         roi = con.execute(
-            "select site_id, microdc_usd_per_month, cloud_usd_per_month, gco2e_per_request "
-            "from fct_roi_site order by site_id"
+            "select site_id, microdc_usd_per_month, cloud_usd_per_month, gco2e_per_request, "
+            "cloud_capacity_usd_per_month, capacity_roi_12m_pct from fct_roi_site order by site_id"
         ).fetchall()
     finally:
         con.close()
@@ -144,6 +144,11 @@ def test_chargeback_and_roi_reconcile_with_their_marts(
     assert trace(roi_chart, "micro-DC")["x"] == [r[0] for r in roi]
     assert trace(roi_chart, "micro-DC")["y"] == pytest.approx([r[1] for r in roi])
     assert trace(roi_chart, "cloud baseline")["y"] == pytest.approx([r[2] for r in roi])
+    same_cores = trace(roi_chart, "cloud, the same cores rented")["y"]
+    assert same_cores == pytest.approx([r[4] for r in roi])
+    assert all(v > 0 for v in same_cores)
+    capacity_roi = trace(roi_chart, "ROI at 12 months vs the same cores")["y"]
+    assert capacity_roi == pytest.approx([r[5] for r in roi])
     carbon = [t for t in roi_chart["data"] if t["name"] == "micro-DC"][-1]
     assert carbon["y"] == pytest.approx([r[3] for r in roi])
     # a micro-DC far dearer than its cloud baseline: the cost panels go logarithmic
