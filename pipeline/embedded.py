@@ -295,38 +295,49 @@ class _ProcessLanding(_LandingSink):
         self.closed = False
 
     def send(self, records: list[_Landing]) -> None:
-        if not records:
-            return
-        while True:  # a bounded queue: wait for the child, but notice when it has died
-            self._check_alive()
-            try:
-                self.inbox.put(records, timeout=1.0)
-            except queue.Full:
-                continue
-            return
+        if records and not self._put(records):
+            raise PipelineError(f"landing process failed: {self._outcome()}")
 
     def close(self) -> Any:
-        self.inbox.put(None)
-        outcome = self.outbox.get()
+        self._put(None)  # the end of the input (unless the child has already died)
+        outcome = self._outcome()
         self.process.join()
         self.closed = True
         if isinstance(outcome, str):
+            self.inbox.cancel_join_thread()  # what the child never read must not block exit
             raise PipelineError(f"landing process failed: {outcome}")
         return outcome
 
     def abort(self) -> None:
         if self.closed:
             return
-        # Records still queued for a dead child must not keep this process from exiting.
+        self.closed = True
         self.inbox.cancel_join_thread()
         if self.process.is_alive():
             self.process.terminate()
-            self.process.join()
+        self.process.join()
 
-    def _check_alive(self) -> None:
-        if not self.process.is_alive():
-            outcome = self.outbox.get() if not self.outbox.empty() else "it exited"
-            raise PipelineError(f"landing process failed: {outcome}")
+    def _put(self, item: list[_Landing] | None) -> bool:
+        """Queue `item` (waiting while the queue is full); False when the child has died."""
+        while self.process.is_alive():
+            try:
+                self.inbox.put(item, timeout=1.0)
+            except queue.Full:
+                continue
+            return True
+        return False
+
+    def _outcome(self) -> Any:
+        """The child's last word: its LandStats, or its error as one line."""
+        while True:
+            try:
+                return self.outbox.get(timeout=1.0)
+            except queue.Empty:
+                if not self.process.is_alive():
+                    try:
+                        return self.outbox.get(timeout=1.0)
+                    except queue.Empty:
+                        return f"it exited with code {self.process.exitcode}"
 
 
 def _landing_process(lake_uri: str, secret: bytes | None, inbox: Any, outbox: Any) -> None:

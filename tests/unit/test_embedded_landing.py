@@ -3,14 +3,15 @@ a landing process that dies is one clear error, not a hang."""
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import duckdb
-import pytest
 
 from pipeline.demo import DEMO_START, demo_fleet
 from pipeline.embedded import simulate_and_land
-from pipeline.errors import PipelineError
 from pipeline.fleet import load_fleet
 from pipeline.lake import Lake
 from pipeline.simulate import SimConfig
@@ -42,9 +43,39 @@ def test_landing_in_a_second_process_lands_the_same_rows(tmp_path: Path) -> None
     assert all(lo == 0 and hi == n - 1 == distinct - 1 for *_, n, lo, hi, distinct in rows)
 
 
-def test_a_landing_process_that_fails_is_one_error(tmp_path: Path) -> None:
-    lake = Lake(tmp_path / "lake")
-    (tmp_path / "lake").rmdir()
-    (tmp_path / "lake").write_text("a file where the lake should be")  # the child cannot open it
-    with pytest.raises(PipelineError, match=r"landing process failed: \w+Error: .*lake"):
-        simulate_and_land(demo_fleet(load_fleet(None), 1), CONFIG, lake, parallel=True)
+FAILING_LAKE = """
+import sys
+from pathlib import Path
+from pipeline.demo import DEMO_START, demo_fleet
+from pipeline.embedded import simulate_and_land
+from pipeline.errors import PipelineError
+from pipeline.fleet import load_fleet
+from pipeline.lake import Lake
+from pipeline.simulate import SimConfig
+
+if __name__ == "__main__":
+    root = Path(sys.argv[1])
+    lake = Lake(root)
+    root.rmdir()
+    root.write_text("a file where the lake should be")  # the landing child cannot open it
+    config = SimConfig(start=DEMO_START, minutes=45, seed=3, rps_scale=0.01)
+    try:
+        simulate_and_land(demo_fleet(load_fleet(None), 1), config, lake, parallel=True)
+    except PipelineError as exc:
+        print(exc)
+"""
+
+
+def test_a_landing_process_that_fails_is_one_error_and_no_hang(tmp_path: Path) -> None:
+    # In a child interpreter: a queue the dead lander never read must not block its exit.
+    script = tmp_path / "failing_lake.py"
+    script.write_text(FAILING_LAKE)
+    proc = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "lake")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert re.fullmatch(r"landing process failed: \w+Error: .*lake.*\n", proc.stdout), proc.stdout
