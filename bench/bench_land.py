@@ -34,14 +34,13 @@ from rich.table import Table
 from pipeline.contracts import INPUT_TOPICS
 from pipeline.contracts.topics import REQUEST_LOG
 from pipeline.fleet import load_fleet
-from pipeline.kafka_admin import ensure_topics_sync
 from pipeline.lake import DATASETS, IpPolicy, Lake, Lander
 from pipeline.localkafka import BOOTSTRAP_ENV
-from pipeline.simulate import Simulator, simulate_to_kafka
+from pipeline.simulate import Simulator
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_kafka import SECURITY, consume
-from bench_worker import broker_for, run_worker, sim_config
+from bench_worker import broker_for, produce, run_worker
 
 
 async def land(bootstrap: str, prefix: str, lake: Lake, expected_rows: int) -> dict[str, float]:
@@ -86,18 +85,11 @@ def main() -> int:
     args = parser.parse_args()
     console = Console()
     fleet = load_fleet()
-    config = sim_config(args.events)
     bootstrap, broker = broker_for(args.bootstrap)
     lake_dir = Path(tempfile.mkdtemp(prefix="microdc-bench-lake-"))
     try:
         prefix = f"benchl{uuid4().hex[:8]}."
-        ensure_topics_sync(
-            bootstrap, [t.with_prefix(prefix) for t in INPUT_TOPICS], security=SECURITY
-        )
-        console.print(f"producing {config.minutes} simulated minutes (~{args.events:,} events)...")
-        produced = simulate_to_kafka(
-            fleet, config, bootstrap, topic_prefix=prefix, security=SECURITY
-        )
+        produced, config = produce(bootstrap, prefix, INPUT_TOPICS, fleet, args.events, console)
         total, n_req = produced.stats.emitted, produced.stats.valid[REQUEST_LOG.name]
         valid = sum(produced.stats.valid.values())
         topic = f"{prefix}{REQUEST_LOG.name}"

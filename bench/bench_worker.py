@@ -236,6 +236,18 @@ def broker_for(bootstrap: str | None) -> tuple[str, LocalKafka | None]:
     return broker.start(), broker
 
 
+def produce(
+    bootstrap: str, prefix: str, topics: Any, fleet: Any, events: int, console: Console
+) -> tuple[Any, SimConfig]:
+    """Create `topics` under `prefix` and simulate about `events` events of `fleet` into them:
+    (the SimResult, the SimConfig)."""
+    config = sim_config(events)
+    ensure_topics_sync(bootstrap, [t.with_prefix(prefix) for t in topics], security=SECURITY)
+    console.print(f"producing {config.minutes} simulated minutes (~{events:,} events)...")
+    produced = simulate_to_kafka(fleet, config, bootstrap, topic_prefix=prefix, security=SECURITY)
+    return produced, config
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -254,17 +266,10 @@ def main() -> int:
     args = parser.parse_args()
     console = Console()
     fleet = load_fleet()
-    config = sim_config(args.events)
     bootstrap, broker = broker_for(args.bootstrap)
     try:
         prefix = f"benchw{uuid4().hex[:8]}."
-        ensure_topics_sync(
-            bootstrap, [t.with_prefix(prefix) for t in ALL_TOPICS], security=SECURITY
-        )
-        console.print(f"producing {config.minutes} simulated minutes (~{args.events:,} events)...")
-        produced = simulate_to_kafka(
-            fleet, config, bootstrap, topic_prefix=prefix, security=SECURITY
-        )
+        produced, config = produce(bootstrap, prefix, ALL_TOPICS, fleet, args.events, console)
         total, n_req = produced.stats.emitted, produced.stats.valid[REQUEST_LOG.name]
         topic = f"{prefix}{REQUEST_LOG.name}"
 

@@ -7,11 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import msgspec
 import pytest
 
 from pipeline.contracts.outputs import EnergyMinute, SiteMinute, SloBurn
-from pipeline.contracts.records import RequestLog
 from pipeline.contracts.topics import ENERGY_MINUTES, REQUEST_LOG, SITE_MINUTES, SLO_BURN
 from pipeline.errors import PipelineError
 from pipeline.fleet import load_fleet
@@ -34,19 +32,9 @@ def site_minute(at: datetime, **kw: Any) -> SiteMinute:
 
 
 def request(i: int, latency_ms: float, *, minute: int = 0) -> bytes:
-    return msgspec.json.encode(
-        RequestLog(
-            finished_at=T + timedelta(minutes=minute, seconds=i),
-            request_id=f"r{i}",
-            site_id="bog1",
-            node_id="bog1-r1-n01",
-            service="checkout",
-            team="payments",
-            status=200,
-            latency_ms=latency_ms,
-            bytes_in=1,
-            bytes_out=1,
-        )
+    at = T + timedelta(minutes=minute, seconds=i)
+    return factories.request_log(
+        at, f"r{i}", "bog1-r1-n01", "checkout", "payments", latency_ms=latency_ms
     )
 
 
@@ -170,19 +158,15 @@ def test_site_efficiency_is_daily_in_local_time_and_re_derived_from_sums(tmp_pat
 
 def test_slo_daily_takes_day_totals_end_of_day_budget_and_worst_burn(tmp_path: Path) -> None:
     def burn(minute: int, requests: int, bad: int, budget: float, worst: float) -> SloBurn:
-        at = T + timedelta(minutes=minute)
-        return SloBurn(
-            key=f"{at:%Y-%m-%dT%H:%MZ}|checkout|bog1",
-            window_start=at,
-            service="checkout",
-            site_id="bog1",
+        return factories.slo_burn(
+            T + timedelta(minutes=minute),
+            "checkout",
+            "bog1",
             requests=requests,
             bad_availability=bad,
-            bad_latency=0,
             availability_burn={"5m": worst, "1h": worst / 2},
             latency_burn={"5m": 0.0},
             availability_budget_remaining=budget,
-            latency_budget_remaining=1.0,
         )
 
     con = build_lake(

@@ -9,13 +9,12 @@ import duckdb
 import msgspec
 import pytest
 
-from pipeline.contracts.records import RequestLog
 from pipeline.contracts.topics import ENERGY_MINUTES, REQUEST_LOG
 from pipeline.fleet import load_fleet
 from pipeline.lake import Lake
 from pipeline.lake.embedded import EmbeddedLander
 from pipeline.models.build import build
-from tests.unit.models.factories import energy_minute
+from tests.unit.models.factories import energy_minute, request_log
 
 replace = msgspec.structs.replace
 T = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)  # 10:00 in Bogotá, March (44,640 minutes)
@@ -75,19 +74,15 @@ def test_roi_of_a_one_minute_pilot(tmp_path: Path) -> None:
         0,
     )
     for i, latency in enumerate([10.0, 20.0, 30.0, 40.0]):
-        value = RequestLog(
-            finished_at=T.replace(second=i),
-            request_id=f"r{i}",
-            site_id="bog1",
-            node_id="bog1-r1-n01",
-            service="checkout-api",
-            team="payments",
-            status=200,
+        value = request_log(
+            T.replace(second=i),
+            f"r{i}",
+            "bog1-r1-n01",
+            "checkout-api",
+            "payments",
             latency_ms=latency,
-            bytes_in=1,
-            bytes_out=1,
         )
-        lander.add(REQUEST_LOG, b"bog1-r1-n01", msgspec.json.encode(value), 0)
+        lander.add(REQUEST_LOG, b"bog1-r1-n01", value, 0)
     lander.close()
     build(lake, fleet, tmp_path / "w.duckdb")
     con = duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True)

@@ -6,7 +6,6 @@ checks must name the broken expectation (and the CLI exit 1)."""
 from __future__ import annotations
 
 import shutil
-from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -14,23 +13,13 @@ import pytest
 from typer.testing import CliRunner
 
 from pipeline.cli import app
-from pipeline.embedded import simulate_and_land
-from pipeline.fleet import load_fleet
-from pipeline.lake import Lake
-from pipeline.models.build import build
 from pipeline.quality import QualityResult, run_checks
-from pipeline.simulate import SimConfig
+from tests.unit.models.factories import simulated_warehouse
 
 
 @pytest.fixture(scope="module")
 def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("quality")
-    fleet = load_fleet()
-    config = SimConfig(start=datetime(2026, 3, 2, tzinfo=UTC), minutes=90, rps_scale=0.01)
-    lake = Lake(root / "lake")
-    simulate_and_land(fleet, config, lake)
-    build(lake, fleet, root / "w.duckdb")
-    return root / "w.duckdb"
+    return simulated_warehouse(tmp_path_factory.mktemp("quality"), 90)
 
 
 @pytest.fixture(scope="module")

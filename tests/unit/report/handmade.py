@@ -21,16 +21,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
 from pipeline.contracts.outputs import EnergyMinute, SloBurn
-from pipeline.contracts.records import RequestLog
 from pipeline.contracts.topics import ENERGY_MINUTES, REQUEST_LOG, SITE_MINUTES, SLO_BURN
 from pipeline.fleet import load_fleet
 from pipeline.lake import Lake
 from pipeline.lake.embedded import EmbeddedLander
 from pipeline.models.build import build
-from tests.unit.models.factories import energy_minute, site_minute
+from tests.unit.models.factories import energy_minute, request_log, site_minute, slo_burn
 
 T = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 TEAMS = {"checkout-api": "payments", "auth": "identity", "__idle__": "__idle__"}
@@ -43,35 +40,29 @@ def energy(site: str, minute: int, service: str, **kw: Any) -> EnergyMinute:
 
 def request(site: str, service: str, i: int, latency_ms: float) -> tuple[bytes, bytes]:
     node = f"{site}-r1-n01"
-    value = RequestLog(
-        finished_at=T + timedelta(seconds=i),
-        request_id=f"{site}-{service}-{i}",
-        site_id=site,
-        node_id=node,
-        service=service,
-        team=TEAMS[service],
-        status=200,
+    value = request_log(
+        T + timedelta(seconds=i),
+        f"{site}-{service}-{i}",
+        node,
+        service,
+        TEAMS[service],
         latency_ms=latency_ms,
         bytes_in=100,
         bytes_out=1000,
     )
-    return node.encode(), msgspec.json.encode(value)
+    return node.encode(), value
 
 
 def burn(minute: int, site: str, requests: int, bad: int, budget: float, worst: float) -> SloBurn:
-    at = T + timedelta(minutes=minute)
-    return SloBurn(
-        key=f"{at:%Y-%m-%dT%H:%MZ}|checkout-api|{site}",
-        window_start=at,
-        service="checkout-api",
-        site_id=site,
+    return slo_burn(
+        T + timedelta(minutes=minute),
+        "checkout-api",
+        site,
         requests=requests,
         bad_availability=bad,
-        bad_latency=0,
         availability_burn={"5m": worst, "1h": worst / 2},
         latency_burn={"5m": 0.5},
         availability_budget_remaining=budget,
-        latency_budget_remaining=1.0,
     )
 
 

@@ -7,19 +7,14 @@ non-file request blocked and recorded, and each chart must have drawn its data.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pipeline.embedded import simulate_and_land
-from pipeline.fleet import load_fleet
-from pipeline.lake import Lake
-from pipeline.models.build import build
 from pipeline.report import build_report
-from pipeline.simulate import SimConfig
 from tests.browser import open_page
+from tests.unit.models.factories import simulated_warehouse
 
 pytestmark = pytest.mark.browser
 
@@ -39,12 +34,7 @@ _DRAWN = """
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
     root = tmp_path_factory.mktemp("report-browser")
-    fleet = load_fleet()
-    config = SimConfig(start=datetime(2026, 3, 2, tzinfo=UTC), minutes=180, rps_scale=0.01)
-    lake = Lake(root / "lake")
-    simulate_and_land(fleet, config, lake)
-    build(lake, fleet, root / "warehouse.duckdb")
-    result = build_report(root / "warehouse.duckdb", root / "report.html")
+    result = build_report(simulated_warehouse(root, 180), root / "report.html")
     return result.path, result.charts
 
 
