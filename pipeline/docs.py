@@ -72,11 +72,15 @@ FIELD_NOTES = {
     "late_events.closed_before": "the minute boundary that had already closed",
     "late_events.reason": "why it was late (after its minute closed, past the allowed lateness)",
     "late_events.late_energy_wh": "energy of the late part of a power sample, Wh, if any",
-    "late_events.value": "the late record as JSON text",
-    "dead_letters.value": "the record, byte for byte",
-    "dead_letters.error_kind": "malformed_json, invalid (fails its contract) or "
-    "unknown_reference (an id not in the fleet file)",
-    "dead_letters.error_detail": "which field and why, as the decoder reported it",
+    "late_events.value": "the late record as JSON text (in the lake: client IPs redacted)",
+    "dead_letters.value": "the record, byte for byte (in the lake: client IPs redacted)",
+    "dead_letters.error_kind": "malformed_json, invalid (fails its contract), "
+    "unknown_reference (an id not in the fleet file, or a node named with another site, a "
+    "service with another team), implausible_value (beyond the fleet's plausibility limits, "
+    "e.g. power above max_power_w x max_power_ratio), implausible_time (an event time more "
+    "than max_future_s past its stream and the clock) or internal_error (the core raised: a bug, "
+    "caught per record)",
+    "dead_letters.error_detail": "which field and why, as the decoder or the check reported it",
 }
 
 

@@ -36,6 +36,9 @@ class _Stamp(msgspec.Struct):
 
 
 _stamp = msgspec.json.Decoder(_Stamp)
+#: Top-level values only as raw JSON: a key is a string; nothing nested is parsed.
+_key_doc = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_key_text = msgspec.json.Decoder(str)
 
 
 def _lines(spec: TopicSpec, path: Path) -> Iterator[tuple[str, int, Message]]:
@@ -49,7 +52,7 @@ def _lines(spec: TopicSpec, path: Path) -> Iterator[tuple[str, int, Message]]:
             try:
                 stamp = _stamp.decode(value)
                 at = stamp.observed_at or stamp.finished_at or stamp.valid_from or last
-            except (msgspec.DecodeError, msgspec.ValidationError):
+            except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
                 at = last  # malformed: goes to dead letters at its place in the file
             last = at
             key = _key(spec, value)
@@ -61,11 +64,16 @@ def _key(spec: TopicSpec, value: bytes) -> bytes | None:
     if spec.key_field is None:
         return None
     try:
-        doc = msgspec.json.decode(value)
-    except msgspec.DecodeError:
+        doc = _key_doc.decode(value)
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+        return None  # not a JSON object (or nested too deeply): a dead letter, unkeyed
+    raw = doc.get(spec.key_field)
+    if raw is None:
         return None
-    key = doc.get(spec.key_field) if isinstance(doc, dict) else None
-    return str(key).encode() if key is not None else None
+    try:
+        return _key_text.decode(raw).encode()
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
 
 
 def read_jsonl_dir(folder: Path) -> Iterator[Message]:
@@ -76,7 +84,7 @@ def read_jsonl_dir(folder: Path) -> Iterator[Message]:
         if not path.exists():
             raise PipelineError(
                 f"{path} is missing: expected one JSON-lines file per input topic "
-                "(run `microdc simulate --out {folder}` to make some)"
+                f"(run `microdc simulate --out {folder}` to make some)"
             )
         streams.append(_lines(spec, path))
     # RFC 3339 UTC text sorts like time only with one format; compare parsed seconds instead.

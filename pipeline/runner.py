@@ -7,15 +7,14 @@ partition and to stage 2 — the same core, in the same order rules, as the Faus
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import msgspec
-
 from pipeline.contracts.codec import decoder
-from pipeline.contracts.outputs import DeadLetter, LateEvent, NodeMinute, PartitionMark
+from pipeline.contracts.outputs import LateEvent, NodeMinute, PartitionMark
 from pipeline.contracts.partitioning import partition_for
 from pipeline.contracts.records import FacilitySample, GridIntensity, NodeSample, RequestLog
 from pipeline.contracts.topics import (
@@ -32,9 +31,12 @@ from pipeline.contracts.topics import (
     TopicSpec,
 )
 from pipeline.fleet.model import Fleet
-from pipeline.stream.errors import UnknownReferenceError
-from pipeline.stream.node_stage import NodeStage
+from pipeline.stream.dead_letters import classify, dead_letter
+from pipeline.stream.node_stage import NodeStage, NowMs
 from pipeline.stream.site_stage import SiteStage
+from pipeline.wallclock import wall_clock_ms
+
+log = logging.getLogger(__name__)
 
 #: (topic, key bytes or None, value bytes) — what the simulator or a file reader hands over.
 Message = tuple[TopicSpec, bytes | None, bytes]
@@ -55,36 +57,11 @@ class RunResult:
 
     outputs: dict[str, list[Any]] = field(default_factory=lambda: defaultdict(list))
     consumed: int = 0
+    #: Records whose processing raised inside the core (dead-lettered as `internal_error`).
+    internal_errors: int = 0
 
     def count(self) -> dict[str, int]:
         return {k: len(v) for k, v in self.outputs.items()}
-
-
-def dead_letter(
-    topic: str, partition: int, offset: int, key: bytes | None, value: bytes, kind: str, detail: str
-) -> DeadLetter:
-    """A dead-letter record with a natural key (source position)."""
-    return DeadLetter(
-        key=f"{topic}|{partition}|{offset}",
-        source_topic=topic,
-        partition=partition,
-        offset=offset,
-        record_key=key,
-        value=value,
-        error_kind=kind,  # type: ignore[arg-type]
-        error_detail=detail,
-    )
-
-
-def classify(exc: Exception) -> tuple[str, str]:
-    """(error kind, detail) for a record that could not be used."""
-    if isinstance(exc, msgspec.ValidationError):
-        return "invalid", str(exc)
-    if isinstance(exc, msgspec.DecodeError):
-        return "malformed_json", str(exc)
-    if isinstance(exc, UnknownReferenceError):
-        return "unknown_reference", str(exc)
-    raise exc
 
 
 class EmbeddedPipeline:
@@ -96,11 +73,14 @@ class EmbeddedPipeline:
         *,
         partitions: int = NODE_TELEMETRY.partitions,
         lateness_s: float = 120.0,
+        now_ms: NowMs = wall_clock_ms,
     ) -> None:
         self.fleet = fleet
         self.partitions = partitions
-        self.stage_one = [NodeStage(fleet, p, partitions, lateness_s) for p in range(partitions)]
-        self.stage_two = SiteStage(fleet, lateness_s)
+        self.stage_one = [
+            NodeStage(fleet, p, partitions, lateness_s, now_ms=now_ms) for p in range(partitions)
+        ]
+        self.stage_two = SiteStage(fleet, lateness_s, now_ms=now_ms)
         self.result = RunResult()
         self._offsets: dict[tuple[str, int], int] = defaultdict(int)
         self._node = decoder(NodeSample).decode
@@ -129,8 +109,12 @@ class EmbeddedPipeline:
             raise ValueError(f"{spec.name} is not an input topic")
         try:
             handler(partition, offset, value)
-        except (msgspec.ValidationError, msgspec.DecodeError, UnknownReferenceError) as exc:
+        except Exception as exc:  # every record that fails is a dead letter (defence in depth)
             kind, detail = classify(exc)
+            if kind == "internal_error":
+                self.result.internal_errors += 1
+                log.error("%s[%d]@%d raised in the core: %s", spec.name, partition, offset, detail)
+                log.debug("traceback", exc_info=exc)
             self._emit(dead_letter(spec.name, partition, offset, key, value, kind, detail))
         if self.stage_two.outputs:
             self._stage_two_outputs()

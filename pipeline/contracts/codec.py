@@ -40,3 +40,5 @@ def decode(record_type: type[T], raw: bytes, *, topic: str = "?", where: str | N
         raise ContractError(topic, f"invalid: {exc}", where) from exc
     except msgspec.DecodeError as exc:
         raise ContractError(topic, f"malformed JSON: {exc}", where) from exc
+    except RecursionError as exc:
+        raise ContractError(topic, "malformed JSON: nested too deeply", where) from exc

@@ -139,6 +139,20 @@ class LateEvent(msgspec.Struct, frozen=True, kw_only=True):
     value: str
 
 
+#: Why a record is a dead letter: it is not JSON (`malformed_json`), breaks its contract
+#: (`invalid`), names what the fleet does not know (`unknown_reference`), is outside the fleet's
+#: plausibility limits (`implausible_value`, `implausible_time`), or made the core raise
+#: (`internal_error`: a bug, caught per record so the worker goes on).
+ErrorKind = Literal[
+    "malformed_json",
+    "invalid",
+    "unknown_reference",
+    "implausible_value",
+    "implausible_time",
+    "internal_error",
+]
+
+
 class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
     """`mdc.dead-letters`: a record that failed to decode or validate, byte for byte."""
 
@@ -148,5 +162,5 @@ class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
     offset: int
     record_key: bytes | None
     value: bytes
-    error_kind: Literal["malformed_json", "invalid", "unknown_reference"]
+    error_kind: ErrorKind
     error_detail: str

@@ -6,7 +6,12 @@ Policy shared with the JSON Schemas (a test proves they agree on a corpus):
   digit, so they are safe as Kafka keys and as lake partition values;
 - unknown extra fields are ignored (forward compatible: a producer may add an optional field before
   the consumers learn it, as Avro and Protobuf readers do), while every required field is enforced;
-- `... or null` fields may be absent or null.
+- `... or null` fields may be absent or null;
+- every number is bounded (issue 11: one record with `bytes_in` = 10**30 or `latency_ms` = 1e308
+  crashed the worker): floats are finite and within physical limits, integers far inside int64
+  so that sums over a minute never overflow a snapshot or a Parquet column, and event times fall
+  in the years `MIN_YEAR`..`MAX_YEAR`. The fleet's plausibility limits (power against the node's
+  `max_power_w`, event times far in the future) are checked by the stream core, not here.
 """
 
 from __future__ import annotations
@@ -18,12 +23,34 @@ from typing import Annotated, Literal
 import msgspec
 
 UtcTime = Annotated[datetime, msgspec.Meta(tz=True)]
+
+#: Event times outside these years are invalid (the schemas' `utc_time` pattern says the same):
+#: 9999-12-31 plus a sample interval is not a datetime, and no telemetry predates 1970.
+MIN_YEAR = 1970
+MAX_YEAR = 2999
+#: One node draws at most this (a dense GPU chassis is ~10 kW); the fleet's own limit is tighter.
+MAX_NODE_POWER_W = 100_000.0
+#: One site's meters read at most this (100 MW: a hyperscale hall, not a micro data center).
+MAX_SITE_POWER_W = 100_000_000.0
+MAX_WATER_L = 10_000_000.0
+#: One request takes at most a day and moves at most 1 TB each way.
+MAX_LATENCY_MS = 86_400_000.0
+MAX_REQUEST_BYTES = 10**12
+#: Network bytes over one sample interval (<= 3600 s at 400 Gb/s is 1.8e14).
+MAX_INTERVAL_BYTES = 10**15
+#: A grid value is valid for at most this long (hourly, daily; a static yearly figure is the
+#: fleet's fallback, not a record).
+MAX_GRID_SPAN = timedelta(days=31)
 # The id charset is checked in __post_init__ (`_require_ids`): msgspec's `pattern` runs Python `re`
 # per field and made request-log decoding 3x slower; the schemas keep the equivalent pattern.
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 Fraction = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
-NonNegFloat = Annotated[float, msgspec.Meta(ge=0.0)]
-NonNegInt = Annotated[int, msgspec.Meta(ge=0)]
+NodePowerW = Annotated[float, msgspec.Meta(ge=0.0, le=MAX_NODE_POWER_W)]
+SitePowerW = Annotated[float, msgspec.Meta(ge=0.0, le=MAX_SITE_POWER_W)]
+WaterL = Annotated[float, msgspec.Meta(ge=0.0, le=MAX_WATER_L)]
+LatencyMs = Annotated[float, msgspec.Meta(ge=0.0, le=MAX_LATENCY_MS)]
+RequestBytes = Annotated[int, msgspec.Meta(ge=0, le=MAX_REQUEST_BYTES)]
+IntervalBytes = Annotated[int, msgspec.Meta(ge=0, le=MAX_INTERVAL_BYTES)]
 IntervalS = Annotated[float, msgspec.Meta(gt=0.0, le=3600.0)]
 TempC = Annotated[float, msgspec.Meta(ge=-60.0, le=120.0)]
 Status = Annotated[int, msgspec.Meta(ge=100, le=599)]
@@ -60,6 +87,8 @@ def _require_ids(record: msgspec.Struct, names: tuple[str, ...]) -> None:
 def _require_utc(name: str, value: datetime) -> None:
     if value.tzinfo is not UTC and value.utcoffset() != _ZERO:
         raise ValueError(f"`{name}` must be in UTC (Z or +00:00), got offset {value.utcoffset()}")
+    if not MIN_YEAR <= value.year <= MAX_YEAR:
+        raise ValueError(f"`{name}` must be in the years {MIN_YEAR}..{MAX_YEAR}, got {value.year}")
 
 
 class NodeSample(msgspec.Struct, frozen=True, kw_only=True):
@@ -70,12 +99,12 @@ class NodeSample(msgspec.Struct, frozen=True, kw_only=True):
     rack_id: Id
     node_id: Id
     interval_s: IntervalS
-    power_w: NonNegFloat
+    power_w: NodePowerW
     cpu_util: Fraction
     inlet_temp_c: TempC
     outlet_temp_c: TempC
-    net_rx_bytes: NonNegInt
-    net_tx_bytes: NonNegInt
+    net_rx_bytes: IntervalBytes
+    net_tx_bytes: IntervalBytes
     gpu_util: Fraction | None = None
     mem_util: Fraction | None = None
 
@@ -96,9 +125,9 @@ class RequestLog(msgspec.Struct, frozen=True, kw_only=True):
     service: Id
     team: Id
     status: Status
-    latency_ms: NonNegFloat
-    bytes_in: NonNegInt
-    bytes_out: NonNegInt
+    latency_ms: LatencyMs
+    bytes_in: RequestBytes
+    bytes_out: RequestBytes
     route: ShortText | None = None
     client_region: ShortText | None = None
     client_ip: Annotated[str, msgspec.Meta(min_length=2, max_length=45)] | None = None  # PII
@@ -118,10 +147,10 @@ class FacilitySample(msgspec.Struct, frozen=True, kw_only=True):
     observed_at: UtcTime
     site_id: Id
     interval_s: IntervalS
-    facility_power_w: NonNegFloat
-    it_power_w: NonNegFloat
-    onsite_renewable_w: NonNegFloat
-    water_l: NonNegFloat | None = None
+    facility_power_w: SitePowerW
+    it_power_w: SitePowerW
+    onsite_renewable_w: SitePowerW
+    water_l: WaterL | None = None
     outdoor_temp_c: TempC | None = None
 
     def __post_init__(self) -> None:
@@ -145,6 +174,11 @@ class GridIntensity(msgspec.Struct, frozen=True, kw_only=True):
     def __post_init__(self) -> None:
         _require_utc("valid_from", self.valid_from)
         _require_utc("valid_to", self.valid_to)
+        span = self.valid_to - self.valid_from
+        if span <= _ZERO:
+            raise ValueError("`valid_to` must be after `valid_from`")
+        if span > MAX_GRID_SPAN:
+            raise ValueError(f"`valid_to` - `valid_from` must be at most {MAX_GRID_SPAN.days} days")
         if self.zone not in _VALID_IDS:
             _require_ids(self, ("zone",))
 

@@ -153,6 +153,21 @@ class Team(_Spec, frozen=True):
     energy_budget_kwh_per_month: Pos
 
 
+class Plausibility(_Spec, frozen=True):
+    """Limits a record must respect besides its contract, or it becomes a dead letter.
+
+    `max_power_ratio`: a node sample drawing more than this times the node's `max_power_w` is
+    `implausible_value` (a misread meter, watts sent as milliwatts). `max_future_s`: a record
+    whose event time lies more than this past both its stream's latest event time and the
+    driver's clock is `implausible_time`, and never moves a watermark. Grid points may carry
+    forecasts, so theirs is `grid_max_future_s`.
+    """
+
+    max_power_ratio: Annotated[float, msgspec.Meta(ge=1.0, le=100.0)] = 1.5
+    max_future_s: Annotated[float, msgspec.Meta(gt=0.0, le=30 * 86_400.0)] = 3_600.0
+    grid_max_future_s: Annotated[float, msgspec.Meta(gt=0.0, le=30 * 86_400.0)] = 8 * 86_400.0
+
+
 class Fleet(_Spec, frozen=True, dict=True):
     """The whole reference file."""
 
@@ -165,6 +180,7 @@ class Fleet(_Spec, frozen=True, dict=True):
     idle_policy: IdlePolicy = "separate"
     onsite_renewable_gco2e_per_kwh: NonNeg = 41.0
     currency: Literal["USD"] = "USD"
+    plausibility: Plausibility = msgspec.field(default_factory=Plausibility)
 
     @cached_property
     def site_by_id(self) -> dict[str, Site]:

@@ -48,15 +48,13 @@ from pipeline.processors.merge import KafkaRecord, Merger
 from pipeline.processors.sink import OutputSink
 from pipeline.processors.state import SnapshotStore, on_partition
 from pipeline.processors.web import WorkerMetrics
-from pipeline.runner import classify, dead_letter
-from pipeline.stream.errors import UnknownReferenceError
+from pipeline.stream.dead_letters import classify, dead_letter
 from pipeline.stream.node_stage import NodeStage
 from pipeline.stream.site_stage import SiteStage
+from pipeline.wallclock import wall_clock_ms
 
 log = logging.getLogger(__name__)
 
-#: Errors that make one record unusable (it goes to the dead-letter topic); anything else is a bug.
-BAD_RECORD = (msgspec.ValidationError, msgspec.DecodeError, UnknownReferenceError)
 #: A partition's snapshot is written at most this often (and when its partitions are revoked or
 #: the worker stops): the cost of a crash is replaying at most this much, re-emitting identical
 #: outputs. Stage 2 holds up to an hour of node minutes (it waits for hourly grid data), so a
@@ -83,6 +81,7 @@ class PartitionRun:
         self.stage = stage
         self.sources = sources
         self.by_topic = {s.topic: s for s in sources}
+        self.by_source = {s.name: s for s in sources}
         self.merger = Merger(s.name for s in sources)
         #: Next offset wanted from the consumer, per source name.
         self.next_offset: dict[str, int] = {}
@@ -369,8 +368,15 @@ class StageAgent:
             run.saved_at = now
 
     def _save(self, run: PartitionRun) -> None:
+        try:
+            snapshot = run.stage.snapshot()
+        except Exception as exc:  # noqa: BLE001 - a last resort: keep running, keep the old one
+            # Contract bounds and the stages' caps make this unreachable; should it happen, the
+            # worker goes on with the previous snapshot (a restart replays from there) and says so.
+            self.metrics.internal_errors.labels(self.stage_name).inc()
+            log.error("%s: partition %d snapshot failed: %r", self.stage_name, run.partition, exc)
+            return
         run.dirty = False
-        snapshot = run.stage.snapshot()
         self.metrics.snapshot_bytes.labels(self.stage_name, str(run.partition)).set(len(snapshot))
         fut = self.snapshots.save(run.partition, snapshot)
         positions = {
@@ -407,6 +413,31 @@ class StageAgent:
             return
         for tp, offset in todo.items():
             self._committed[(tp.topic, tp.partition)] = offset
+
+    def dead(self, run: PartitionRun, source: str, rec: KafkaRecord, exc: Exception) -> None:
+        """Send a record that could not be used to the dead-letter topic, with its reason.
+
+        Called for every exception a record causes, expected (contract, fleet, plausibility) or
+        not (`internal_error`: a bug in the core, logged in one line; the traceback only at
+        debug level). The record's offset is already marked applied, so a replay after a restart
+        dead-letters it again (same natural key) instead of crashing: no restart loop.
+        """
+        topic = run.by_source[source].topic
+        kind, detail = classify(exc)
+        self.sink.add(
+            dead_letter(topic, run.partition, rec.offset, rec.key, rec.value or b"", kind, detail)
+        )
+        self.metrics.dead_letters.labels(topic, kind).inc()
+        if kind == "internal_error":
+            log.error(
+                "%s: %s[%d]@%d raised in the core, dead-lettered: %s",
+                self.stage_name,
+                topic,
+                run.partition,
+                rec.offset,
+                detail,
+            )
+            log.debug("traceback of the internal error", exc_info=exc)
 
     # -- health --------------------------------------------------------------------------------
     def describe(self) -> list[dict[str, Any]]:
@@ -454,10 +485,12 @@ class StageOneAgent(StageAgent):
         self._request = decoder(RequestLog).decode
 
     def new_stage(self, partition: int) -> NodeStage:
-        return NodeStage(self.fleet, partition, self.partitions, self.lateness_s)
+        return NodeStage(
+            self.fleet, partition, self.partitions, self.lateness_s, now_ms=wall_clock_ms
+        )
 
     def restore_stage(self, data: bytes) -> NodeStage:
-        return NodeStage.restore(self.fleet, data, self.lateness_s)
+        return NodeStage.restore(self.fleet, data, self.lateness_s, now_ms=wall_clock_ms)
 
     def apply(self, run: PartitionRun, source: str, records: list[KafkaRecord]) -> None:
         stage: NodeStage = run.stage
@@ -477,16 +510,8 @@ class StageOneAgent(StageAgent):
                 if value is None:
                     raise msgspec.DecodeError("empty message value (a tombstone)")
                 feed(decode(value), source=source, offset=offset, raw=value)
-            except BAD_RECORD as exc:
-                self._dead(run, source, rec, exc)
-
-    def _dead(self, run: PartitionRun, source: str, rec: KafkaRecord, exc: Exception) -> None:
-        topic = next(s.topic for s in run.sources if s.name == source)
-        kind, detail = classify(exc)
-        self.sink.add(
-            dead_letter(topic, run.partition, rec.offset, rec.key, rec.value or b"", kind, detail)
-        )
-        self.metrics.dead_letters.labels(topic).inc()
+            except Exception as exc:  # noqa: BLE001 - every failing record is a dead letter
+                self.dead(run, source, rec, exc)
 
     def forward(self, run: PartitionRun) -> None:
         late = 0
@@ -529,10 +554,10 @@ class StageTwoAgent(StageAgent):
         self._zone = {s.site_id: s.grid_zone for s in self.fleet.sites}
 
     def new_stage(self, partition: int) -> SiteStage:
-        return SiteStage(self.fleet, self.lateness_s)
+        return SiteStage(self.fleet, self.lateness_s, now_ms=wall_clock_ms)
 
     def restore_stage(self, data: bytes) -> SiteStage:
-        return SiteStage.restore(self.fleet, data, self.lateness_s)
+        return SiteStage.restore(self.fleet, data, self.lateness_s, now_ms=wall_clock_ms)
 
     def apply(self, run: PartitionRun, source: str, records: list[KafkaRecord]) -> None:
         stage: SiteStage = run.stage
@@ -549,13 +574,8 @@ class StageTwoAgent(StageAgent):
                     stage.on_facility(self._facility(value))
                 else:
                     stage.on_grid(self._grid(value))
-            except BAD_RECORD as exc:
-                topic = next(s.topic for s in run.sources if s.name == source)
-                kind, detail = classify(exc)
-                self.sink.add(
-                    dead_letter(topic, 0, rec.offset, rec.key, value or b"", kind, detail)
-                )
-                self.metrics.dead_letters.labels(topic).inc()
+            except Exception as exc:  # noqa: BLE001 - every failing record is a dead letter
+                self.dead(run, source, rec, exc)
             # Stage 2 emits per closed minute; forward as we go so outputs keep their order.
             self.forward(run)
 

@@ -32,7 +32,16 @@ class WorkerMetrics:
             "microdc_events_in", "Records consumed, per input topic.", ["topic"], registry=r
         )
         self.dead_letters = Counter(
-            "microdc_dead_letters", "Records sent to the dead-letter topic.", ["topic"], registry=r
+            "microdc_dead_letters",
+            "Records sent to the dead-letter topic, per source topic and error kind.",
+            ["topic", "kind"],
+            registry=r,
+        )
+        self.internal_errors = Counter(
+            "microdc_internal_errors",
+            "Failures inside a stage not caused by one record (e.g. a snapshot).",
+            ["stage"],
+            registry=r,
         )
         self.late_events = Counter(
             "microdc_late_events",

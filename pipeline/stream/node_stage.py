@@ -5,10 +5,20 @@ Driven record by record (by the Faust agent or the embedded runner); closes a mi
 the partition's watermark passes its end, so results do not depend on batch boundaries. A
 sample's event time, for lateness, is the start of its interval (`observed_at - interval_s`):
 the earliest instant it adds energy to. Records for closed minutes become late events.
+
+Every check that can reject a record runs before the record changes any state, so a rejected
+record (raised as a `BadRecordError`, dead-lettered by the driver) leaves no trace: it names a
+node, site, service and team the fleet knows, together; a sample draws at most
+`plausibility.max_power_ratio` × the node's `max_power_w`; an event time more than
+`plausibility.max_future_s` past both the partition's latest event time and the driver's clock
+(`now_ms`, injected; the core never reads the wall clock itself) never moves the watermark. Caps on
+what one minute may accumulate keep every sum far inside int64, so no record can make a snapshot
+unserializable.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import msgspec
@@ -33,10 +43,42 @@ from pipeline.metrics.energy import (
 )
 from pipeline.metrics.sketch import LatencySketch
 from pipeline.stream.clock import Clock, already_applied
-from pipeline.stream.errors import UnknownReferenceError
+from pipeline.stream.errors import (
+    ImplausibleTimeError,
+    ImplausibleValueError,
+    UnknownReferenceError,
+)
 
 Output = NodeMinute | PartitionMark | LateEvent
 _NO_THRESHOLD = float("inf")  # services without a latency SLO are never slow
+#: Most requests of one service on one node in one minute (83k/s). With the contract's bounds
+#: (1 TB, one day per request) every sum of a `ServiceAcc` then stays below 2**63.
+MAX_REQUESTS_PER_MINUTE = 5_000_000
+#: Most sample-seconds one node may report for one minute (duplicates, overlapping intervals):
+#: a thousand times full coverage. Keeps energy sums far inside int64.
+MAX_COVERED_MS = 1000 * MINUTE_MS
+
+NowMs = Callable[[], int | None]
+
+
+def no_clock() -> int | None:
+    """The default driver clock: none, so only the stream itself bounds future event times."""
+    return None
+
+
+def future_check(
+    event_ms: int, stream_max_ms: int | None, now_ms: NowMs, horizon_ms: int, what: str
+) -> None:
+    """Raise `ImplausibleTimeError` if `event_ms` lies more than `horizon_ms` past both the
+    stream's latest event time and the driver's clock (either may be unknown)."""
+    now = now_ms()
+    refs = [r for r in (stream_max_ms, now) if r is not None]
+    if refs and event_ms > max(refs) + horizon_ms:
+        raise ImplausibleTimeError(
+            f"{what} {_iso(event_ms).isoformat().replace('+00:00', 'Z')} is more than "
+            f"{horizon_ms / 3_600_000:g} h past the latest event time of its stream and the "
+            "driver's clock (fleet plausibility.max_future_s)"
+        )
 
 
 class NodeAcc(msgspec.Struct, kw_only=True):
@@ -93,8 +135,10 @@ class NodeStage:
         partitions: int,
         lateness_s: float = 120.0,
         state: NodeStageState | None = None,
+        now_ms: NowMs = no_clock,
     ) -> None:
         self.fleet = fleet
+        self.now_ms = now_ms
         self.state = state or NodeStageState(
             partition=partition,
             partitions=partitions,
@@ -107,7 +151,11 @@ class NodeStage:
             key=lambda n: n.node_id,
         )
         self._node_ids = {n.node_id for n in self._nodes}
-        self._known_nodes = frozenset(fleet.node_by_id)
+        self._node_site = {n.node_id: n.site_id for n in fleet.nodes}
+        self._service_team = {s.service: s.team for s in fleet.services}
+        limits = fleet.plausibility
+        self._max_power_w = {n.node_id: n.max_power_w * limits.max_power_ratio for n in fleet.nodes}
+        self._horizon_ms = round(limits.max_future_s * 1000)
         self._embodied = {
             n.node_id: embodied_g_per_minute(n.embodied_kgco2e, n.lifetime_years)
             for n in fleet.nodes
@@ -118,9 +166,11 @@ class NodeStage:
         return _encoder.encode(self.state)
 
     @classmethod
-    def restore(cls, fleet: Fleet, data: bytes, lateness_s: float = 120.0) -> NodeStage:
+    def restore(
+        cls, fleet: Fleet, data: bytes, lateness_s: float = 120.0, now_ms: NowMs = no_clock
+    ) -> NodeStage:
         state = _decoder.decode(data)
-        return cls(fleet, state.partition, state.partitions, lateness_s, state=state)
+        return cls(fleet, state.partition, state.partitions, lateness_s, state=state, now_ms=now_ms)
 
     def drain(self) -> list[Output]:
         out, self.outputs = self.outputs, []
@@ -134,13 +184,23 @@ class NodeStage:
     def on_sample(
         self, sample: NodeSample, *, source: str = "node", offset: int = -1, raw: bytes = b""
     ) -> None:
-        node = self.fleet.node_by_id.get(sample.node_id)
-        if node is None:
-            raise UnknownReferenceError(f"node {sample.node_id!r} is not in the fleet")
+        node = self._check_sample(sample)
         clock = self.state.clock
         observed_ms = epoch_ms(sample.observed_at)
+        max_ms = clock.max_event_ms
+        if max_ms is None or observed_ms > max_ms + self._horizon_ms:
+            future_check(observed_ms, max_ms, self.now_ms, self._horizon_ms, "observed_at")
+        parts = list(split_sample(observed_ms, sample.interval_s, sample.power_w))
+        for minute, _, covered in parts:
+            minute_acc = self.state.minutes.get(minute)
+            known = minute_acc.nodes.get(node.node_id) if minute_acc is not None else None
+            if known is not None and known.covered_ms + covered > MAX_COVERED_MS:
+                raise ImplausibleValueError(
+                    f"node {node.node_id!r} reported more than {MAX_COVERED_MS // MINUTE_MS}x "
+                    f"full coverage for the minute at {_iso(minute).isoformat()}"
+                )
         late_uwh = 0
-        for minute, uwh, covered in split_sample(observed_ms, sample.interval_s, sample.power_w):
+        for minute, uwh, covered in parts:
             if clock.is_closed(minute):
                 late_uwh += uwh
                 continue
@@ -167,11 +227,16 @@ class NodeStage:
     def on_request(
         self, req: RequestLog, *, source: str = "request", offset: int = -1, raw: bytes = b""
     ) -> None:
-        if req.node_id not in self._known_nodes:
-            raise UnknownReferenceError(f"node {req.node_id!r} is not in the fleet")
+        if self._node_site.get(req.node_id) != req.site_id or (
+            self._service_team.get(req.service) != req.team
+        ):
+            self._reject_request(req)
         finished_ms = (req.finished_at - EPOCH) // ONE_MS  # epoch_ms(), inlined: hot path
         minute = finished_ms - finished_ms % MINUTE_MS
         clock = self.state.clock
+        max_ms = clock.max_event_ms
+        if max_ms is None or finished_ms > max_ms + self._horizon_ms:
+            future_check(finished_ms, max_ms, self.now_ms, self._horizon_ms, "finished_at")
         if clock.closed_before_ms is not None and minute < clock.closed_before_ms:
             reason = "request finished in a closed minute"
             self._late(source, offset, req.node_id, finished_ms, raw or encode(req), reason, None)
@@ -184,6 +249,11 @@ class NodeStage:
         acc = per_node.get(req.service)
         if acc is None:
             acc = per_node[req.service] = ServiceAcc(team=req.team)
+        elif acc.requests >= MAX_REQUESTS_PER_MINUTE:
+            raise ImplausibleValueError(
+                f"more than {MAX_REQUESTS_PER_MINUTE:,} requests of {req.service!r} on node "
+                f"{req.node_id!r} in one minute"
+            )
         latency = req.latency_ms
         acc.requests += 1
         if req.status >= 500:
@@ -204,6 +274,43 @@ class NodeStage:
         if self.state.clock.max_event_ms is not None:
             self.state.clock.closed_before_ms = minute_of(self.state.clock.max_event_ms) + MINUTE_MS
             self._mark()
+
+    # -- checks (before any state changes) -------------------------------------------------------
+    def _check_sample(self, sample: NodeSample) -> Node:
+        node = self.fleet.node_by_id.get(sample.node_id)
+        if node is None:
+            raise UnknownReferenceError(f"node {sample.node_id!r} is not in the fleet")
+        if sample.site_id != node.site_id or sample.rack_id != node.rack_id:
+            raise UnknownReferenceError(
+                f"node {node.node_id!r} is in site {node.site_id!r}, rack {node.rack_id!r} in "
+                f"the fleet; the record says site {sample.site_id!r}, rack {sample.rack_id!r}"
+            )
+        limit = self._max_power_w[node.node_id]
+        if sample.power_w > limit:
+            raise ImplausibleValueError(
+                f"power_w {sample.power_w:g} W is above {limit:g} W (node {node.node_id!r}: "
+                f"max_power_w {node.max_power_w:g} W x plausibility.max_power_ratio "
+                f"{self.fleet.plausibility.max_power_ratio:g})"
+            )
+        return node
+
+    def _reject_request(self, req: RequestLog) -> None:
+        """Raise why a request's node, site, service and team do not fit the fleet."""
+        site = self._node_site.get(req.node_id)
+        if site is None:
+            raise UnknownReferenceError(f"node {req.node_id!r} is not in the fleet")
+        if site != req.site_id:
+            raise UnknownReferenceError(
+                f"node {req.node_id!r} is in site {site!r} in the fleet; the record says "
+                f"{req.site_id!r}"
+            )
+        team = self._service_team.get(req.service)
+        if team is None:
+            raise UnknownReferenceError(f"service {req.service!r} is not in the fleet")
+        raise UnknownReferenceError(
+            f"service {req.service!r} belongs to team {team!r} in the fleet; the record says "
+            f"{req.team!r}"
+        )
 
     # -- internals -----------------------------------------------------------------------------
     def _minute(self, minute: int) -> MinuteAcc:

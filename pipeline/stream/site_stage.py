@@ -6,6 +6,11 @@ closes only when every source has passed it: every stage-1 partition has marked 
 facility meters' watermark has passed its end, and each grid zone has a value starting at or
 after it (or has been silent for 2 h of event time, when the static fallback applies). Rows are
 sorted by their natural key before any sum, so outputs do not depend on arrival order.
+
+Facility meters and grid points are checked before they change any state (as in stage 1): a
+site or grid zone the fleet does not know, or an event time far past both its stream and the
+driver's clock (`plausibility.max_future_s`; `grid_max_future_s` for grid points, which may be
+forecasts), raise a `BadRecordError` for the driver to dead-letter.
 """
 
 from __future__ import annotations
@@ -32,7 +37,8 @@ from pipeline.metrics.slo import (
     ThermalTracker,
 )
 from pipeline.stream.clock import Clock, already_applied
-from pipeline.stream.errors import UnknownReferenceError
+from pipeline.stream.errors import ImplausibleValueError, UnknownReferenceError
+from pipeline.stream.node_stage import MAX_COVERED_MS, NowMs, future_check, no_clock
 
 Output = EnergyMinute | SiteMinute | SloBurn | AlertEvent
 
@@ -92,9 +98,18 @@ class SiteStage:
     """The stage-2 processor. Outputs collect in `outputs`; `drain()` takes them."""
 
     def __init__(
-        self, fleet: Fleet, lateness_s: float = 120.0, state: SiteStageState | None = None
+        self,
+        fleet: Fleet,
+        lateness_s: float = 120.0,
+        state: SiteStageState | None = None,
+        now_ms: NowMs = no_clock,
     ) -> None:
         self.fleet = fleet
+        self.now_ms = now_ms
+        limits = fleet.plausibility
+        self._horizon_ms = round(limits.max_future_s * 1000)
+        self._grid_horizon_ms = round(limits.grid_max_future_s * 1000)
+        self._zones = {s.grid_zone for s in fleet.sites} | set(fleet.grid_fallback_gco2e_per_kwh)
         self.state = state or SiteStageState(
             facility_clock=Clock(lateness_ms=round(lateness_s * 1000))
         )
@@ -116,8 +131,10 @@ class SiteStage:
         return _encoder.encode(self.state)
 
     @classmethod
-    def restore(cls, fleet: Fleet, data: bytes, lateness_s: float = 120.0) -> SiteStage:
-        return cls(fleet, lateness_s, state=_decoder.decode(data))
+    def restore(
+        cls, fleet: Fleet, data: bytes, lateness_s: float = 120.0, now_ms: NowMs = no_clock
+    ) -> SiteStage:
+        return cls(fleet, lateness_s, state=_decoder.decode(data), now_ms=now_ms)
 
     def drain(self) -> list[Output]:
         out, self.outputs = self.outputs, []
@@ -152,9 +169,19 @@ class SiteStage:
             raise UnknownReferenceError(f"site {sample.site_id!r} is not in the fleet")
         observed_ms = epoch_ms(sample.observed_at)
         clock = self.state.facility_clock
-        for minute, f_uwh, covered in split_sample(
-            observed_ms, sample.interval_s, sample.facility_power_w
-        ):
+        max_ms = clock.max_event_ms
+        if max_ms is None or observed_ms > max_ms + self._horizon_ms:
+            future_check(observed_ms, max_ms, self.now_ms, self._horizon_ms, "observed_at")
+        parts = list(split_sample(observed_ms, sample.interval_s, sample.facility_power_w))
+        for minute, _, covered in parts:
+            known = self.state.facility.get(minute, {}).get(site.site_id)
+            if known is not None and known.covered_ms + covered > MAX_COVERED_MS:
+                raise ImplausibleValueError(
+                    f"site {site.site_id!r} meters reported more than "
+                    f"{MAX_COVERED_MS // MINUTE_MS}x full coverage for the minute at "
+                    f"{_iso(minute).isoformat()}"
+                )
+        for minute, f_uwh, covered in parts:
             if clock.is_closed(minute):
                 continue  # late meter reading: its minute's PUE is already final
             share = covered / (sample.interval_s * 1000)
@@ -174,6 +201,15 @@ class SiteStage:
 
     def on_grid(self, record: GridIntensity) -> None:
         zone = record.zone
+        if zone not in self._zones:
+            raise UnknownReferenceError(
+                f"grid zone {zone!r} is neither a site's grid_zone nor in "
+                "grid_fallback_gco2e_per_kwh"
+            )
+        valid_from_ms = epoch_ms(record.valid_from)
+        last_from = self.state.grid_last_from.get(zone)
+        if last_from is None or valid_from_ms > last_from + self._grid_horizon_ms:
+            future_check(valid_from_ms, last_from, self.now_ms, self._grid_horizon_ms, "valid_from")
         point = carbon.GridPoint(
             valid_from_ms=epoch_ms(record.valid_from),
             valid_to_ms=epoch_ms(record.valid_to),

@@ -231,6 +231,113 @@ CORPUS: list[tuple[type[msgspec.Struct], str, dict[str, Any], bool, str]] = [
         "grid: negative intensity",
     ),
     (GridIntensity, "grid_intensity", variant(GRID, valid_to=REMOVE), False, "grid: no valid_to"),
+    # Bounds (issue 11): each of these crashed or poisoned a worker before the contracts had them.
+    (NodeSample, "node_sample", variant(NODE, power_w=1e308), False, "node: power 1e308"),
+    (NodeSample, "node_sample", variant(NODE, power_w=100_000.0), True, "node: power at bound"),
+    (NodeSample, "node_sample", variant(NODE, power_w=100_000.5), False, "node: power > bound"),
+    (NodeSample, "node_sample", variant(NODE, net_rx_bytes=10**15), True, "node: bytes at bound"),
+    (NodeSample, "node_sample", variant(NODE, net_rx_bytes=10**30), False, "node: bytes 10**30"),
+    (
+        NodeSample,
+        "node_sample",
+        variant(NODE, observed_at="9999-12-31T23:59:59Z"),
+        False,
+        "node: year 9999",
+    ),
+    (
+        NodeSample,
+        "node_sample",
+        variant(NODE, observed_at="1969-12-31T23:59:59Z"),
+        False,
+        "node: before 1970",
+    ),
+    (
+        NodeSample,
+        "node_sample",
+        variant(NODE, observed_at="2999-12-31T23:59:59Z"),
+        True,
+        "node: year 2999 (plausibility is the core's job)",
+    ),
+    (RequestLog, "request_log", variant(REQUEST, bytes_in=10**30), False, "request: 10**30 bytes"),
+    (
+        RequestLog,
+        "request_log",
+        variant(REQUEST, bytes_out=10**12),
+        True,
+        "request: bytes at bound",
+    ),
+    (
+        RequestLog,
+        "request_log",
+        variant(REQUEST, latency_ms=1e308),
+        False,
+        "request: latency 1e308",
+    ),
+    (
+        RequestLog,
+        "request_log",
+        variant(REQUEST, latency_ms=86_400_000),
+        True,
+        "request: latency of a day",
+    ),
+    (
+        RequestLog,
+        "request_log",
+        variant(REQUEST, finished_at="9999-12-31T23:59:59Z"),
+        False,
+        "request: year 9999",
+    ),
+    (
+        FacilitySample,
+        "facility_sample",
+        variant(FACILITY, facility_power_w=1e308),
+        False,
+        "facility: power 1e308",
+    ),
+    (
+        FacilitySample,
+        "facility_sample",
+        variant(FACILITY, water_l=1e12),
+        False,
+        "facility: water 1e12 L",
+    ),
+    (
+        FacilitySample,
+        "facility_sample",
+        variant(FACILITY, observed_at="9999-12-31T00:00:00Z"),
+        False,
+        "facility: year 9999",
+    ),
+    (
+        GridIntensity,
+        "grid_intensity",
+        variant(GRID, valid_from="9999-01-01T00:00:00Z", valid_to="9999-01-01T01:00:00Z"),
+        False,
+        "grid: year 9999",
+    ),
+]
+
+#: Cases the Struct rejects by a rule the schema lists under `x-invariants` (JSON Schema cannot
+#: compare two fields): (record type, doc, the invariant it breaks).
+CROSS_FIELD: list[tuple[type[msgspec.Struct], str, dict[str, Any], str]] = [
+    (
+        GridIntensity,
+        "grid_intensity",
+        variant(GRID, valid_to="2026-03-02T13:00:00Z"),
+        "valid_to > valid_from",
+    ),
+    (
+        GridIntensity,
+        "grid_intensity",
+        variant(GRID, valid_to=GRID["valid_from"]),
+        "valid_to > valid_from",
+    ),
+    (
+        GridIntensity,
+        "grid_intensity",
+        variant(GRID, valid_to="2026-05-02T14:00:00Z"),
+        "valid_to - valid_from <= 31 days",
+    ),
 ]
 
 
@@ -259,6 +366,70 @@ def test_schema_and_struct_agree(
     struct_ok = struct_accepts(record_type, doc)
     assert schema_ok == expected, f"schema said {schema_ok}"
     assert struct_ok == expected, f"struct said {struct_ok}"
+
+
+@pytest.mark.parametrize(
+    ("record_type", "schema_name", "doc", "invariant"),
+    [pytest.param(*case, id=case[3]) for case in CROSS_FIELD],
+)
+def test_cross_field_rules_are_declared_and_enforced(
+    record_type: type[msgspec.Struct], schema_name: str, doc: dict[str, Any], invariant: str
+) -> None:
+    schema = json.loads((SCHEMAS / f"{schema_name}.schema.json").read_text())
+    assert invariant in schema["x-invariants"]
+    assert schema_validator(schema_name).is_valid(doc), "only the cross-field rule is broken"
+    assert not struct_accepts(record_type, doc)
+
+
+_BOUNDS = {"ge": "minimum", "le": "maximum", "gt": "exclusiveMinimum", "lt": "exclusiveMaximum"}
+_LENGTHS = {"min_length": "minLength", "max_length": "maxLength"}
+
+
+def _constraints(field_type: msgspec.inspect.Type) -> dict[str, Any]:
+    """The schema keywords a Struct field's msgspec constraints mean (null branch ignored)."""
+    if isinstance(field_type, msgspec.inspect.UnionType):
+        (field_type,) = [t for t in field_type.types if not isinstance(t, msgspec.inspect.NoneType)]
+    out: dict[str, Any] = {}
+    for attr, keyword in {**_BOUNDS, **_LENGTHS}.items():
+        value = getattr(field_type, attr, None)
+        if value is not None:
+            out[keyword] = value
+    return out
+
+
+def _schema_constraints(schema: dict[str, Any], prop: dict[str, Any]) -> dict[str, Any]:
+    if "$ref" in prop:
+        prop = {**schema["$defs"][prop["$ref"].rsplit("/", 1)[-1]], **prop}
+    return {k: prop[k] for k in (*_BOUNDS.values(), *_LENGTHS.values()) if k in prop}
+
+
+@pytest.mark.parametrize(
+    ("record_type", "schema_name"),
+    [
+        (NodeSample, "node_sample"),
+        (RequestLog, "request_log"),
+        (FacilitySample, "facility_sample"),
+        (GridIntensity, "grid_intensity"),
+    ],
+)
+def test_every_bound_is_the_same_in_schema_and_struct(
+    record_type: type[msgspec.Struct], schema_name: str
+) -> None:
+    """Field by field, the numeric bounds and lengths of the Struct equal the schema's."""
+    schema = json.loads((SCHEMAS / f"{schema_name}.schema.json").read_text())
+    info = msgspec.inspect.type_info(record_type)
+    assert isinstance(info, msgspec.inspect.StructType)
+    for field in info.fields:
+        struct_side = _constraints(field.type)
+        schema_side = _schema_constraints(schema, schema["properties"][field.name])
+        assert struct_side == schema_side, field.name
+        kind = field.type
+        if isinstance(kind, msgspec.inspect.UnionType):
+            kind = next(t for t in kind.types if not isinstance(t, msgspec.inspect.NoneType))
+        if isinstance(kind, msgspec.inspect.FloatType | msgspec.inspect.IntType):
+            assert "maximum" in struct_side or "exclusiveMaximum" in struct_side, (
+                f"{record_type.__name__}.{field.name} has no upper bound"
+            )
 
 
 def test_corpus_covers_every_topic_with_both_outcomes() -> None:

@@ -64,9 +64,10 @@ def request(
     service: str,
     latency_ms: float,
     status: int = 200,
-    team: str = "payments",
+    team: str | None = None,
 ) -> RequestLog:
     node = fleet().node_by_id[node_id]
+    team = team or fleet().service_by_name[service].team
     return RequestLog(
         finished_at=at,
         request_id=f"r-{at.timestamp()}-{service}",
