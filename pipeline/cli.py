@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from pipeline.config import CONFIG_ENV, Settings, use_config_file
-from pipeline.errors import ConfigError, PipelineError, one_line
+from pipeline.errors import ConfigError, OutputError, PipelineError, one_line
 from pipeline.kafka_security import KafkaSecurity
 
 app = typer.Typer(
@@ -118,6 +120,49 @@ def _say(message: str) -> None:
 def _security(settings: Settings) -> KafkaSecurity:
     """The Kafka security settings (protocol, SASL, TLS files), validated."""
     return KafkaSecurity.from_settings(settings)
+
+
+@contextmanager
+def _writing(target: Path, option: str = "--out") -> Iterator[None]:
+    """Turn an `OSError` about `target` into one `OutputError` line: which path, why, what to do.
+
+    It counts when it names `target`, a folder on the way to it, something inside it or a file
+    beside it (a temporary file renamed into place), or no file at all (a full disk fails a write
+    that way); any other `OSError` (an input, say) passes through unchanged.
+    """
+    try:
+        yield
+    except OSError as exc:
+        if not _names_output(exc, target):
+            raise
+        raise OutputError(str(target), _os_reason(exc, target), option) from exc
+
+
+def _names_output(exc: OSError, target: Path) -> bool:
+    """Whether `exc` is about `target` (see `_writing`), so that only output errors are renamed."""
+    if not isinstance(exc.filename, str):
+        return exc.filename is None
+    named, wanted = Path(exc.filename).resolve(), target.resolve()
+    return (
+        named == wanted
+        or wanted in named.parents
+        or named in wanted.parents
+        or named.parent == wanted.parent
+    )
+
+
+def _os_reason(exc: OSError, target: Path) -> str:
+    """The system's reason, naming the file that stands where a folder must be, if one does."""
+    reason = exc.strerror or str(exc)
+    if exc.errno in (errno.ENOTDIR, errno.EEXIST):  # a folder was to be made where a file is
+        blocker = next((p for p in (target, *target.parents) if p.is_file()), None)
+        if blocker is not None:
+            return f"{blocker} is a file, not a folder ({reason})"
+    if exc.errno == errno.EISDIR and target.is_dir():
+        return f"{target} is a folder, not a file ({reason})"
+    if exc.filename is not None and str(exc.filename) != str(target):
+        return f"{reason}: {exc.filename}"
+    return reason
 
 
 _DURATION = re.compile(r"^(\d+)([mhd])$")
@@ -254,8 +299,11 @@ def process(
     from pipeline.runner import run_embedded
 
     fleet_data = load_fleet(fleet or Settings().fleet)
+    with _writing(out_dir):  # before the run, not after it: a wrong --out fails at once
+        out_dir.mkdir(parents=True, exist_ok=True)
     result = run_embedded(fleet_data, read_jsonl_dir(in_dir), lateness_s=lateness_s)
-    paths = write_outputs(result, out_dir)
+    with _writing(out_dir):
+        paths = write_outputs(result, out_dir)
     _print_summary(summarize(result))
     for topic, path in paths.items():
         out.print(f"  {topic}: {len(result.outputs[topic]):,} records → {path}")
@@ -311,7 +359,8 @@ def demo(
             task = bar.add_task(label, total=total)
             return lambda n: bar.advance(task, n)
 
-        result = run_demo(options, step=step)
+        with _writing(out_dir):
+            result = run_demo(options, step=step)
         step("done", 1)(1)
     _print_demo(result)
 
@@ -404,6 +453,10 @@ def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+#: `pipeline.processors.app.STORES`, checked here without importing Faust (a test compares them).
+WORKER_STORES = ("rocksdb://", "memory://")
+
+
 @app.command()
 def worker(
     bootstrap: BootstrapOpt = None,
@@ -414,7 +467,7 @@ def worker(
     data_dir: Annotated[Path | None, typer.Option(help="Folder for table state (RocksDB).")] = None,
     store: Annotated[
         str, typer.Option(help="Table store: rocksdb:// or memory://.")
-    ] = "rocksdb://",
+    ] = WORKER_STORES[0],
     lateness_s: Annotated[float, typer.Option(help="Allowed lateness, seconds.")] = 120.0,
     loglevel: Annotated[str, typer.Option(help="Log level.")] = "warning",
 ) -> None:
@@ -425,6 +478,11 @@ def worker(
     from pipeline.logs import logging_config
     from pipeline.processors import run_worker
 
+    if store not in WORKER_STORES:
+        raise ConfigError(f"--store {store!r}: use one of {', '.join(WORKER_STORES)}")
+    if data_dir is not None:  # Faust would fail deep inside its start-up instead
+        with _writing(data_dir, "--data-dir"):
+            data_dir.mkdir(parents=True, exist_ok=True)
     settings = Settings()
     fmt = _start_logging(settings, loglevel)  # until Faust sets up its own
     run_worker(
@@ -454,7 +512,13 @@ def land(
     bootstrap: BootstrapOpt = None,
     topic_prefix: PrefixOpt = None,
     lake: LakeOpt = None,
-    group_id: Annotated[str, typer.Option(help="Consumer group of the landers.")] = "microdc-land",
+    group_id: Annotated[
+        str | None,
+        typer.Option(
+            help="Consumer group of the landers (default: <topic prefix>microdc-land, so each "
+            "--topic-prefix lands on its own)."
+        ),
+    ] = None,
     max_rows: Annotated[int, typer.Option(help="Roll a segment at this many rows.")] = 250_000,
     until_idle: Annotated[
         bool, typer.Option(help="Exit once every partition is landed to its log end.")
@@ -464,6 +528,8 @@ def land(
 
     Exactly once per topic/partition/offset; start several to share the partitions. Client IPs
     are replaced by an HMAC keyed with $MICRODC_LAKE_IP_SECRET, or dropped when it is unset.
+    A segment that cannot be landed stops it with exit 1, naming topic, partition and offsets;
+    nothing of it is committed, so the next run lands it again.
 
     Example: microdc land --bootstrap 127.0.0.1:9092 --lake out/lake
     """
@@ -472,7 +538,9 @@ def land(
     settings = Settings()
     say = _say if _start_logging(settings) == "json" else out.print  # stderr: errors and logs
     security = _security(settings)
-    target = Lake(lake or settings.lake)
+    location = lake or settings.lake
+    with _writing(Path(location), "--lake"):  # a local lake's folder is made here
+        target = Lake(location)
     secret = settings.lake_ip_secret
     ip_policy = IpPolicy(secret.encode() if secret else None)
     say(f"landing into {target.uri} (client_ip: {ip_policy.mode})")
@@ -578,7 +646,8 @@ def models_build(
             f"no lake at {location}: land one with `microdc land` (or run `microdc demo`), "
             "or pass --lake / set MICRODC_LAKE"
         )
-    db.parent.mkdir(parents=True, exist_ok=True)
+    with _writing(db, "--db"):
+        db.parent.mkdir(parents=True, exist_ok=True)
     with _steps_bar() as bar:
         task = bar.add_task("models", total=None)
 
@@ -622,7 +691,8 @@ def export_chargeback(
     chosen = next((f for f in CHARGEBACK_FORMATS if f == fmt), None)
     if chosen is None:
         raise ConfigError(f"--format {fmt!r}: expected one of {', '.join(CHARGEBACK_FORMATS)}")
-    rows = export(db, month, chosen, out_path)
+    with _writing(out_path):
+        rows = export(db, month, chosen, out_path)
     out.print(f"wrote {rows:,} chargeback rows for {month} to {out_path}")
 
 
@@ -646,7 +716,8 @@ def export_roi(
     chosen = next((f for f in FORMATS if f == fmt), None)
     if chosen is None:
         raise ConfigError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
-    rows = export(db, chosen, out_path)
+    with _writing(out_path):
+        rows = export(db, chosen, out_path)
     out.print(f"wrote {rows:,} ROI rows to {out_path}")
 
 
@@ -669,7 +740,8 @@ def report(
     """
     from pipeline.report import build_report
 
-    result = build_report(db, out_path, title=title)
+    with _writing(out_path):
+        result = build_report(db, out_path, title=title)
     out.print(
         f"wrote {result.path} ({result.size_bytes:,} bytes, {result.charts} charts, "
         f"{result.seconds:.1f} s)"
@@ -686,7 +758,9 @@ def schemas_write(
     """
     from pipeline.contracts.output_schemas import write_output_schemas
 
-    for path in write_output_schemas(directory / "outputs"):
+    with _writing(directory / "outputs", "--dir"):
+        paths = write_output_schemas(directory / "outputs")
+    for path in paths:
         out.print(f"wrote {path}")
 
 
@@ -720,8 +794,9 @@ def docs_data_dictionary(
             )
         out.print(f"{out_file} is up to date")
         return
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    out_file.write_text(text, encoding="utf-8")
+    with _writing(out_file):
+        out_file.parent.mkdir(parents=True, exist_ok=True)
+        out_file.write_text(text, encoding="utf-8")
     out.print(f"wrote {out_file} ({len(text):,} characters)")
 
 
@@ -750,7 +825,10 @@ def quality_check(
     """
     from pipeline.quality import print_summary, run_checks
 
-    with console.status("validating (Great Expectations)") as status:
+    with (
+        _writing(docs or db.parent / "quality-docs", "--docs"),
+        console.status("validating (Great Expectations)") as status,
+    ):
         result = run_checks(db, docs, progress=lambda suite: status.update(f"validating {suite}"))
     print_summary(result, out)
     if not result.success:
@@ -838,7 +916,8 @@ def fleet_schema(
     if out_path is None:
         sys.stdout.write(text)
     else:
-        out_path.write_text(text, encoding="utf-8")
+        with _writing(out_path):
+            out_path.write_text(text, encoding="utf-8")
 
 
 @kafka_app.command("up")

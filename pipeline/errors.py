@@ -44,6 +44,42 @@ class KafkaUnavailableError(PipelineError):
     exit_code = 3
 
 
+class OutputError(PipelineError):
+    """An output file or folder cannot be written (a file in the way, no permission, disk full).
+
+    Raised by the CLI for the path a flag named, so the user reads which path, the system's
+    reason and what to do - not a bare `OSError` that looks like a bug.
+    """
+
+    def __init__(self, path: str, reason: str, option: str = "--out") -> None:
+        self.path = path
+        self.reason = reason
+        self.option = option
+        super().__init__(
+            f"cannot write {path}: {reason}; pass another {option} or make that place writable"
+        )
+
+
+class LandingError(PipelineError):
+    """A closed segment of one topic-partition could not be landed in the lake.
+
+    Nothing of it was committed, so a restart lands it again from `first`; the message names the
+    topic, partition, offsets and cause so the operator can fix the cause (disk full, no
+    permission, a record the lander cannot handle) before that restart.
+    """
+
+    def __init__(self, topic: str, partition: int, first: int, last: int, cause: str) -> None:
+        self.topic = topic
+        self.partition = partition
+        self.first = first
+        self.last = last
+        self.cause = cause
+        super().__init__(
+            f"{topic}[{partition}] offsets {first}..{last}: segment not landed: {cause}; "
+            "nothing of it was committed - fix the cause and run `microdc land` again"
+        )
+
+
 def one_line(message: str, limit: int = 1000) -> str:
     """`message` as one line for a terminal: its first and last non-empty lines, whitespace folded.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter
 from collections.abc import Iterator
@@ -12,6 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 import yaml
+from yaml.constructor import SafeConstructor
 
 from pipeline.errors import FleetError
 from pipeline.fleet.model import Fleet
@@ -19,6 +21,9 @@ from pipeline.fleet.model import Fleet
 DEMO_FLEET = "demo_fleet.yaml"
 _AT_PATH = re.compile(r"^(?P<reason>.*?)(?: - at `(?P<path>[^`]*)`)?$", re.DOTALL)
 _PART = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]|\[(?:'|\")?([^\]'\"]*)(?:'|\")?\]")
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_FLOAT_TAG = "tag:yaml.org,2002:float"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
 def demo_fleet_path() -> Path:
@@ -30,36 +35,136 @@ def load_fleet(path: str | Path | None = None) -> Fleet:
     """Parse, type-check and cross-check a fleet file (the demo fleet when `path` is None)."""
     file = Path(path) if path is not None else demo_fleet_path()
     try:
-        text = file.read_text(encoding="utf-8")
+        raw = file.read_bytes()
     except OSError as exc:
         raise FleetError(str(file), "$", f"cannot read file: {exc.strerror or exc}") from exc
-    return parse_fleet(text, str(file))
+    return parse_fleet(_decode(raw, str(file)), str(file))
+
+
+def _decode(raw: bytes, file: str) -> str:
+    """The file's text. A byte that is not UTF-8 is named by line and column: the bare
+    `UnicodeDecodeError` gives only a byte offset, which no editor shows."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line_start = raw.rfind(b"\n", 0, exc.start) + 1
+        line = raw.count(b"\n", 0, exc.start) + 1
+        # Everything before the first bad byte is valid UTF-8, so it counts as characters.
+        column = len(raw[line_start : exc.start].decode("utf-8")) + 1
+        raise FleetError(
+            file,
+            "$",
+            f"not UTF-8: byte 0x{raw[exc.start]:02x} at line {line}, column {column} "
+            f"(byte offset {exc.start}); save the file as UTF-8",
+            line,
+        ) from exc
 
 
 def parse_fleet(text: str, file: str = "<string>") -> Fleet:
     """Validate fleet YAML given as text; `file` is used in error messages only."""
-    try:
-        tree = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        line = exc.problem_mark.line + 1 if exc.problem_mark is not None else None
-        raise FleetError(file, "$", f"not valid YAML: {exc.problem}", line) from exc
-    except yaml.YAMLError as exc:
-        raise FleetError(file, "$", f"not valid YAML: {exc}") from exc
+    tree, data = _load_yaml(text, file)
     if not isinstance(data, dict):
         raise FleetError(
             file, "$", "expected a mapping at the top level (sites, nodes, teams, ...)"
         )
+    for where, reason, line in _tree_problems(tree):
+        raise FleetError(file, where, reason, line)
     try:
-        fleet = msgspec.convert(data, Fleet, strict=False)
+        # strict: a quoted "64" is not an int, nor "true" a bool - a hand-edited file means
+        # what it says or is refused (ints are still accepted where a float is wanted).
+        fleet = msgspec.convert(data, Fleet, strict=True)
     except msgspec.ValidationError as exc:
         match = _AT_PATH.match(str(exc))
         reason = match.group("reason") if match else str(exc)
         where = (match.group("path") if match else None) or "$"
-        raise FleetError(file, where, reason, _line_of(tree, where)) from exc
+        raise FleetError(file, where, _with_hint(reason), _line_of(tree, where)) from exc
     for where, reason in _cross_check(fleet):
         raise FleetError(file, where, reason, _line_of(tree, where))
     return fleet
+
+
+def _load_yaml(text: str, file: str) -> tuple[Any, Any]:
+    """The composed node tree (which has line marks) and the plain data of `text`."""
+    try:
+        return yaml.compose(text, Loader=yaml.SafeLoader), yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        line = exc.problem_mark.line + 1 if exc.problem_mark is not None else None
+        raise FleetError(file, "$", f"not valid YAML: {exc.problem}", line) from exc
+    except yaml.reader.ReaderError as exc:  # a control character: PyYAML gives its position
+        line = text.count("\n", 0, exc.position) + 1
+        raise FleetError(file, "$", f"not valid YAML: {exc.reason}", line) from exc
+    except yaml.YAMLError as exc:
+        raise FleetError(file, "$", f"not valid YAML: {exc}") from exc
+    except ValueError as exc:  # an explicit tag with a bad value, e.g. `!!float abc`
+        raise FleetError(file, "$", f"not valid YAML: {exc}") from exc
+    except RecursionError as exc:
+        raise FleetError(file, "$", "not valid YAML: nested too deeply") from exc
+
+
+def _tree_problems(tree: yaml.Node) -> Iterator[tuple[str, str, int]]:
+    """(path, reason, line) of duplicate keys and non-finite numbers anywhere in the file.
+
+    Neither library catches them: PyYAML keeps the last of two equal keys without a word, and
+    `.inf` passes a `ge=0` bound. Walked with a stack (no recursion limit) and each node once,
+    since an alias shares its anchor's node.
+    """
+    constructor = SafeConstructor()
+    seen: set[int] = set()
+    stack: list[tuple[str, yaml.Node]] = [("$", tree)]
+    while stack:
+        where, node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.ScalarNode) and node.tag == _FLOAT_TAG:
+            if not math.isfinite(constructor.construct_yaml_float(node)):
+                reason = f"must be a finite number, got {node.value}"
+                yield where, reason, node.start_mark.line + 1
+        elif isinstance(node, yaml.SequenceNode):
+            items = [(f"{where}[{i}]", item) for i, item in enumerate(node.value)]
+            stack.extend(reversed(items))
+        elif isinstance(node, yaml.MappingNode):
+            yield from _duplicate_keys(where, node, constructor)
+            pairs = [(_child(where, _key(k, constructor)), v) for k, v in node.value]
+            stack.extend(reversed(pairs))
+
+
+def _duplicate_keys(
+    where: str, node: yaml.MappingNode, constructor: SafeConstructor
+) -> Iterator[tuple[str, str, int]]:
+    """Each repeated key of one mapping, at the line of its second occurrence."""
+    first_line: dict[object, int] = {}
+    for key_node, _ in node.value:
+        if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == _MERGE_TAG:
+            continue  # `<<: *base` merges; keys written beside it override on purpose
+        key = _key(key_node, constructor)
+        line = key_node.start_mark.line + 1
+        if key in first_line:
+            reason = f"duplicate key {key!r} (first at line {first_line[key]})"
+            yield _child(where, key), reason, line
+        else:
+            first_line[key] = line
+
+
+def _key(node: yaml.Node, constructor: SafeConstructor) -> object:
+    """A mapping key as PyYAML builds it (`1` and `"1"` differ, `a` and `'a'` do not)."""
+    if isinstance(node, yaml.ScalarNode) and node.tag != _MERGE_TAG:
+        return constructor.construct_object(node)
+    return node.value  # `<<` or a collection: only ever shown in a path
+
+
+def _child(where: str, key: object) -> str:
+    """The msgspec-style path of `key` inside the mapping at `where`."""
+    if isinstance(key, str) and _IDENTIFIER.match(key):
+        return f"{where}.{key}"
+    return f"{where}[{key!r}]"
+
+
+def _with_hint(reason: str) -> str:
+    """msgspec's reason, plus why a quoted number is refused (strict conversion)."""
+    if "got `str`" in reason and any(t in reason for t in ("`int`", "`float`", "`bool`")):
+        return f"{reason} (quoted values are not converted to numbers or booleans)"
+    return reason
 
 
 def _cross_check(fleet: Fleet) -> Iterator[tuple[str, str]]:

@@ -22,6 +22,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
+from pipeline.errors import LandingError
 from pipeline.kafka_admin import ensure_topics
 from pipeline.kafka_records import lean_records
 from pipeline.kafka_security import KafkaSecurity, client_kwargs, connect_errors
@@ -71,7 +72,7 @@ class Lander:
         lake: Lake,
         *,
         topic_prefix: str = "",
-        group_id: str = "microdc-land",
+        group_id: str | None = None,
         policy: RollPolicy | None = None,
         ip_policy: IpPolicy | None = None,
         datasets: Iterable[Dataset] = DATASETS,
@@ -81,7 +82,8 @@ class Lander:
         self.security = security
         self.lake = lake
         self.prefix = topic_prefix
-        self.group_id = group_id
+        # One group per deployment (topic prefix), like the workers' `<prefix>microdc-worker`.
+        self.group_id = f"{topic_prefix}microdc-land" if group_id is None else group_id
         self.policy = policy or RollPolicy()
         self.ip_policy = ip_policy or IpPolicy()
         self.datasets = tuple(datasets)
@@ -131,17 +133,34 @@ class Lander:
             await asyncio.sleep(0.2)
 
     async def _revoked(self, revoked: Iterable[TopicPartition]) -> None:
-        for tp in list(revoked):
+        """A rebalance: let go of `revoked`. A segment that failed is only a warning here, since
+        its partition's next owner lands it again from the lake's position."""
+        for tp, exc in await self._release(revoked):
+            log.warning(
+                "%s[%d]: last segment not landed; the next owner lands it again (%s)",
+                tp.topic,
+                tp.partition,
+                getattr(exc, "cause", repr(exc)),
+            )
+
+    async def _release(
+        self, tps: Iterable[TopicPartition]
+    ) -> list[tuple[TopicPartition, Exception]]:
+        """Finish what is being written for `tps`, then unlock them; returns the landings that
+        failed, for the caller to report (a rebalance warns, the end of `run` raises)."""
+        failed: list[tuple[TopicPartition, Exception]] = []
+        for tp in list(tps):
             owned = self.owned.pop(tp, None)
             if owned is None:
                 continue
             try:
                 if owned.landing is not None:  # finish what is being written, then let go
                     await owned.landing
-            except Exception as exc:  # noqa: BLE001 - the next owner recovers from the lake
-                log.warning("%s[%d]: last segment not landed (%r)", tp.topic, tp.partition, exc)
+            except Exception as exc:  # noqa: BLE001 - returned: the caller reports it
+                failed.append((tp, exc))
             finally:
                 owned.lock.release()  # the open segment is dropped: the next owner re-reads it
+        return failed
 
     # -- landing ---------------------------------------------------------------------------------
     async def _land(self, tp: TopicPartition, owned: _Owned) -> None:
@@ -156,9 +175,16 @@ class Lander:
         owned.landing = asyncio.create_task(self._finish(tp, owned.dataset, draft))
 
     async def _finish(self, tp: TopicPartition, dataset: Dataset, draft: SegmentDraft) -> None:
-        segment = await asyncio.to_thread(draft.build)
-        if segment.files:
-            await asyncio.to_thread(self.lake.write_segment, dataset, segment)
+        """Build and write one segment, then commit past it. Any failure before the commit is a
+        `LandingError` naming the segment: nothing is committed, so the lake's recovery lands it
+        again on restart, and `run` stops instead of reporting success."""
+        try:
+            segment = await asyncio.to_thread(draft.build)
+            if segment.files:
+                await asyncio.to_thread(self.lake.write_segment, dataset, segment)
+        except Exception as exc:
+            cause = f"{type(exc).__name__}: {exc}"
+            raise LandingError(tp.topic, tp.partition, draft.first, draft.last, cause) from exc
         self.stats.count(dataset, segment)
         assert self._consumer is not None
         try:
@@ -172,8 +198,8 @@ class Lander:
         for owned in self.owned.values():
             task = owned.landing
             if task is not None and task.done():
+                owned.landing = None  # done: nothing to wait for; raised once, not again on release
                 task.result()
-                owned.landing = None
             busy |= owned.landing is not None
         return busy
 
@@ -224,6 +250,7 @@ class Lander:
                     continue
                 await self._apply(batches)
                 await self._roll(consumer, batches, quiet)
+                self._landing()  # a failed segment stops the lander now, not at its next roll
                 if (
                     until_idle
                     and self.owned
@@ -231,9 +258,11 @@ class Lander:
                 ):
                     break
         finally:
-            await self._revoked(list(self.owned))
+            failed = await self._release(list(self.owned))
             await consumer.stop()
             self._consumer = None
+        if failed:  # the last segments, still landing at the end: exit with the first failure
+            raise failed[0][1]
         return self.stats
 
     async def _apply(self, batches: dict[TopicPartition, list[Any]]) -> None:

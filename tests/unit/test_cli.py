@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import json
 import logging
 import os
@@ -9,13 +11,14 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, ClassVar
 
 import pytest
 import typer
 from typer.testing import CliRunner
 
-from pipeline.cli import app, parse_duration
+from pipeline.cli import WORKER_STORES, app, parse_duration
 from pipeline.errors import PipelineError
 from pipeline.localkafka import free_ports
 from tests.unit.cli_run import one_error_line, run
@@ -165,6 +168,7 @@ ERROR_CASES = [
         3,
         "is a broker running there?",
     ),
+    ("bad store", ["worker", "--store", "redis://"], 2, "--store 'redis://': use one of"),
     (
         "worker on nowhere",
         ["worker", "--bootstrap", REFUSED, "--store", "memory://", "--web-port", "{port2}"],
@@ -378,3 +382,233 @@ def test_demo_runs_end_to_end_and_says_where_output_went(tmp_path: Path) -> None
         assert path.exists(), path
         assert str(path.resolve()) in flat, path
     assert not (out / "quality-docs").exists()
+
+
+def test_a_missing_input_folder_names_it_in_the_fix(
+    isolated: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(["process", "--in", str(isolated / "nothing")], capsys)
+    assert code == 1
+    line = one_error_line(err)
+    assert f"run `microdc simulate --out {isolated / 'nothing'}` to make some" in line
+    assert "{folder}" not in line
+
+
+def test_the_cli_knows_the_workers_stores() -> None:
+    from pipeline.processors.app import STORES
+
+    assert WORKER_STORES == STORES
+
+
+# Each command that writes, pointed below a file: (argv, the path it names, the flag to change).
+UNWRITABLE = [
+    (["process", "--in", "{tmp}/sim", "--out", "{file}/out"], "{file}/out", "--out"),
+    (["process", "--in", "{tmp}/sim", "--out", "{file}"], "{file}", "--out"),
+    (["fleet", "schema", "--out", "{file}/f.json"], "{file}/f.json", "--out"),
+    (["docs", "data-dictionary", "--out", "{file}/d.md"], "{file}/d.md", "--out"),
+    (["schemas", "write", "--dir", "{file}"], "{file}/outputs", "--dir"),
+    (["models", "build", "--lake", "{tmp}", "--db", "{file}/w.duckdb"], "{file}/w.duckdb", "--db"),
+    (["land", "--lake", "{file}/lake", "--bootstrap", REFUSED], "{file}/lake", "--lake"),
+    (["worker", "--store", "memory://", "--data-dir", "{file}/w"], "{file}/w", "--data-dir"),
+    (["demo", "--days", "0.01", "--no-quality", "--out", "{file}/demo"], "{file}/demo", "--out"),
+]
+
+
+@pytest.mark.parametrize(
+    ("args", "target", "option"), UNWRITABLE, ids=[" ".join(c[0][:2]) for c in UNWRITABLE]
+)
+def test_an_unwritable_output_is_one_plain_line(
+    args: list[str],
+    target: str,
+    option: str,
+    isolated: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Not `unexpected NotADirectoryError (a bug?)`: which path, why and what to do instead."""
+    file = isolated / "a-file"
+    file.write_text("not a folder\n")
+    port = free_ports(1)[0]
+    fill = {"tmp": isolated, "file": file, "port": port}
+    code, out, err = run([a.format(**fill) for a in args], capsys)
+    assert code == 1, err
+    line = one_error_line(err)
+    assert line == (
+        f"error: cannot write {target.format(**fill)}: {file} is a file, not a folder "
+        f"({line.split('(', 1)[1].split(')', 1)[0]}); pass another {option} or make that place "
+        "writable"
+    )
+    assert "a bug?" not in err + out and "Traceback" not in err + out
+
+
+def test_an_unwritable_output_keeps_its_traceback_for_debug(
+    isolated: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (isolated / "a-file").write_text("x")
+    code, _, err = run(["--debug", "fleet", "schema", "--out", "a-file/f.json"], capsys)
+    assert code == 1
+    assert err.startswith("Traceback") and "NotADirectoryError" in err
+    assert err.rstrip().splitlines()[-1].startswith("error: cannot write a-file/f.json: ")
+
+
+def test_an_error_reading_an_input_is_not_called_an_output_error(
+    isolated: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import pipeline.report
+
+    def unreadable(*args: object, **kwargs: object) -> None:
+        raise PermissionError(errno.EACCES, "Permission denied", str(isolated / "in" / "x.css"))
+
+    monkeypatch.setattr(pipeline.report, "build_report", unreadable)
+    code, _, err = run(["report", "--out", str(isolated / "out" / "r.html")], capsys)
+    assert "unexpected PermissionError" in one_error_line(err)
+    assert code == 1
+
+
+# -- land: a fake consumer (no broker) over one request-log partition ----------------------------
+PREFIX = "t1."
+TOPIC = f"{PREFIX}mdc.request-log"
+
+
+def request_record(offset: int) -> SimpleNamespace:
+    value = {
+        "finished_at": f"2026-03-02T10:00:{offset:02d}Z",
+        "request_id": f"r{offset}",
+        "site_id": "bog1",
+        "node_id": "bog1-r1-n01",
+        "service": "checkout-api",
+        "team": "payments",
+        "status": 200,
+        "latency_ms": 12.5,
+        "bytes_in": 100,
+        "bytes_out": 2000,
+    }
+    return SimpleNamespace(offset=offset, timestamp=0, value=json.dumps(value).encode())
+
+
+class FakeConsumer:
+    """Just enough of `AIOKafkaConsumer` for a `Lander`: one partition holding three records."""
+
+    made: ClassVar[list[FakeConsumer]] = []
+
+    def __init__(self, **kwargs: Any) -> None:
+        from aiokafka import TopicPartition
+
+        self.kwargs = kwargs
+        self.tp = TopicPartition(TOPIC, 0)
+        self.records = [request_record(i) for i in range(3)]
+        self.at = 0
+        self.commits: list[dict[Any, int]] = []
+        self.listener: Any = None
+        FakeConsumer.made.append(self)
+
+    def subscribe(self, topics: list[str], listener: Any) -> None:
+        assert TOPIC in topics
+        self.listener = listener
+
+    async def start(self) -> None:
+        await self.listener.on_partitions_assigned({self.tp})
+
+    async def stop(self) -> None:
+        pass
+
+    async def committed(self, tp: Any) -> int | None:
+        return None
+
+    async def seek_to_beginning(self, tp: Any) -> None:
+        self.at = 0
+
+    def seek(self, tp: Any, offset: int) -> None:
+        self.at = offset
+
+    async def getmany(self, timeout_ms: int) -> dict[Any, list[SimpleNamespace]]:
+        batch, self.at = self.records[self.at :], len(self.records)
+        await asyncio.sleep(0.01)  # lets a landing thread finish, as a real fetch wait would
+        return {self.tp: batch} if batch else {}
+
+    def highwater(self, tp: Any) -> int:
+        return len(self.records)
+
+    async def position(self, tp: Any) -> int:
+        return self.at
+
+    async def commit(self, offsets: dict[Any, int]) -> None:
+        self.commits.append(offsets)
+
+
+@pytest.fixture
+def fake_kafka(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[FakeConsumer]]:
+    import pipeline.lake.land as land
+
+    async def no_admin(*args: object, **kwargs: object) -> None:
+        pass
+
+    FakeConsumer.made = []
+    monkeypatch.setattr(land, "AIOKafkaConsumer", FakeConsumer)
+    monkeypatch.setattr(land, "ensure_topics", no_admin)
+    yield FakeConsumer.made
+
+
+LAND = ["land", "--until-idle", "--topic-prefix", PREFIX, "--bootstrap", "127.0.0.1:1"]
+
+
+def test_land_until_idle_lands_and_commits_with_the_fake_consumer(
+    isolated: Path, fake_kafka: list[FakeConsumer], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The fake is faithful enough: without a failure the records land and exit is 0."""
+    with pytest.raises(SystemExit) as info:
+        from pipeline.cli import main
+
+        main([*LAND, "--lake", str(isolated / "lake")])
+    assert info.value.code in (None, 0), capsys.readouterr().err
+    assert "landed 3 rows" in capsys.readouterr().out
+    (consumer,) = fake_kafka
+    assert consumer.commits == [{consumer.tp: 3}]
+    assert consumer.kwargs["group_id"] == f"{PREFIX}microdc-land"  # the default follows the prefix
+
+
+def test_land_takes_an_explicit_group(
+    isolated: Path, fake_kafka: list[FakeConsumer], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        from pipeline.cli import main
+
+        main([*LAND, "--lake", str(isolated / "lake"), "--group-id", "mine"])
+    assert fake_kafka[0].kwargs["group_id"] == "mine"
+
+
+@pytest.mark.parametrize("stage", ["write", "build"])
+def test_land_until_idle_exits_1_when_a_segment_fails(
+    stage: str,
+    isolated: Path,
+    fake_kafka: list[FakeConsumer],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A full disk (write) or a record the lander cannot handle (build) is exit 1, not 0 with 0
+    rows: one line naming the topic, partition, offsets and cause; nothing committed."""
+    from pipeline.lake import Lake
+    from pipeline.lake.segment import SegmentDraft
+
+    def disk_full(*args: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def overflow(*args: object) -> None:
+        raise OverflowError("int too big to convert")
+
+    if stage == "write":
+        monkeypatch.setattr(Lake, "write_segment", disk_full)
+        cause = "OSError: [Errno 28] No space left on device"
+    else:
+        monkeypatch.setattr(SegmentDraft, "build", overflow)
+        cause = "OverflowError: int too big to convert"
+    code, out, err = run([*LAND, "--lake", str(isolated / "lake")], capsys)
+    assert code == 1, err
+    *logs, error = [line for line in err.splitlines() if line.strip()]
+    assert error == (
+        f"error: {TOPIC}[0] offsets 0..2: segment not landed: {cause}; nothing of it was "
+        "committed - fix the cause and run `microdc land` again"
+    )
+    assert all(" INFO pipeline." in line for line in logs), logs  # land's progress, no warning
+    assert "Traceback" not in err and "a bug?" not in err
+    assert fake_kafka[0].commits == []
+    assert "landed" not in out.replace("landing into", "")

@@ -187,3 +187,149 @@ def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(FleetError, match="cannot read file") as info:
         load_fleet(missing)
     assert info.value.file == str(missing)
+
+
+def load_broken(tmp_path: Path, content: str | bytes) -> FleetError:
+    """`load_fleet` of a file holding `content`: the FleetError it must raise."""
+    file = tmp_path / "fleet.yaml"
+    if isinstance(content, str):
+        file.write_text(content, encoding="utf-8")
+    else:
+        file.write_bytes(content)
+    with pytest.raises(FleetError) as info:
+        load_fleet(file)
+    assert info.value.file == str(file)
+    assert str(info.value).startswith(f"{file}:{info.value.line}: {info.value.path}: ")
+    return info.value
+
+
+def line_no(text: str, needle: str) -> int:
+    """1-based line of the first line of `text` containing `needle`."""
+    return next(i for i, line in enumerate(text.splitlines(), 1) if needle in line)
+
+
+def test_a_byte_that_is_not_utf8_is_named_by_line_and_column(tmp_path: Path) -> None:
+    # Saved as Latin-1 by an editor: "Bogotá" becomes b"Bogot\xe1".
+    raw = demo_text().encode("utf-8").replace("city: Bogotá".encode(), b"city: Bogot\xe1")
+    err = load_broken(tmp_path, raw)
+    line = line_no(demo_text(), "city: Bogotá")
+    assert err.line == line
+    assert err.path == "$"
+    assert "not UTF-8: byte 0xe1" in err.reason
+    assert f"line {line}, column {len('    city: Bogot') + 1}" in err.reason
+    assert "save the file as UTF-8" in err.reason
+
+
+def test_a_control_character_is_named_by_line(tmp_path: Path) -> None:
+    err = load_broken(tmp_path, broken("city: Bogotá", "city: Bog\x00otá"))
+    assert err.line == line_no(demo_text(), "city: Bogotá")
+    assert "not valid YAML" in err.reason
+
+
+@pytest.mark.parametrize("value", [".inf", "-.inf", ".nan", ".NaN", "+.Inf", "1.0e+999"])
+def test_non_finite_numbers_are_refused_with_path_and_line(tmp_path: Path, value: str) -> None:
+    text = broken("capex_usd: 420000", f"capex_usd: {value}")
+    err = load_broken(tmp_path, text)
+    assert err.path == "$.sites[0].capex_usd"
+    assert err.reason == f"must be a finite number, got {value}"
+    assert err.line == line_no(text, f"capex_usd: {value}")
+
+
+def test_non_finite_numbers_in_flow_mappings_too(tmp_path: Path) -> None:
+    text = broken("idle_power_w: 135, max_power_w: 480", "idle_power_w: 135, max_power_w: .inf")
+    err = load_broken(tmp_path, text)
+    assert err.path == "$.nodes[0].max_power_w"
+    assert err.line == line_no(text, ".inf")
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "path", "expected"),
+    [
+        pytest.param("cores: 64", 'cores: "64"', "$.nodes[0].cores", "`int`", id="quoted int"),
+        pytest.param(
+            "design_pue: 1.42",
+            'design_pue: "1.42"',
+            "$.sites[0].design_pue",
+            "`float`",
+            id="quoted float",
+        ),
+        pytest.param(
+            "has_water_meter: false",
+            'has_water_meter: "false"',
+            "$.sites[0].has_water_meter",
+            "`bool`",
+            id="quoted bool",
+        ),
+        pytest.param("cores: 64", "cores: 64.5", "$.nodes[0].cores", "`int`", id="float as int"),
+    ],
+)
+def test_values_are_not_coerced_between_types(
+    tmp_path: Path, old: str, new: str, path: str, expected: str
+) -> None:
+    text = broken(old, new)
+    err = load_broken(tmp_path, text)
+    assert err.path == path
+    assert f"Expected {expected}, got" in err.reason
+    assert err.line == line_no(text, new)
+
+
+def test_ints_still_count_as_floats() -> None:
+    fleet = parse_fleet(broken("design_pue: 1.42", "design_pue: 2"))
+    assert fleet.sites[0].design_pue == 2.0
+    assert isinstance(fleet.sites[0].design_pue, float)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "path", "key", "twice"),
+    [
+        pytest.param(
+            "    capex_usd: 420000  # racks",
+            "    capex_usd: 1\n    capex_usd: 420000  # racks",
+            "$.sites[0].capex_usd",
+            "capex_usd",
+            "capex_usd: 420000",
+            id="block mapping",
+        ),
+        pytest.param(
+            "cores: 64, idle_power_w: 135",
+            "cores: 64, idle_power_w: 135, cores: 8",
+            "$.nodes[0].cores",
+            "cores",
+            "cores: 8",
+            id="flow mapping",
+        ),
+        pytest.param(
+            "grid_fallback_gco2e_per_kwh: {BR: 98.0,",
+            "grid_fallback_gco2e_per_kwh: {BR: 98.0, 'BR': 1.0,",
+            "$.grid_fallback_gco2e_per_kwh.BR",
+            "BR",
+            "'BR': 1.0",
+            id="quoted and plain key",
+        ),
+        pytest.param(
+            "\nsites:\n",
+            "\nidle_policy: even\nsites:\n",
+            "$.idle_policy",
+            "idle_policy",
+            "idle_policy: even",
+            id="top level",
+        ),
+    ],
+)
+def test_duplicate_keys_are_refused_with_both_lines(
+    tmp_path: Path, old: str, new: str, path: str, key: str, twice: str
+) -> None:
+    text = broken(old, new)
+    err = load_broken(tmp_path, text)
+    assert err.path == path
+    first = line_no(text, f"{key}:")
+    assert err.reason == f"duplicate key {key!r} (first at line {first})"
+    assert err.line is not None and twice in text.splitlines()[err.line - 1]
+
+
+def test_merge_keys_are_not_duplicates() -> None:
+    text = broken(
+        "    climate: {mean_temp_c: 14.0, daily_swing_c: 9.0}",
+        "    climate:\n      <<: {mean_temp_c: 14.0, daily_swing_c: 9.0}\n      mean_temp_c: 15.0",
+    )
+    assert parse_fleet(text).sites[0].climate.mean_temp_c == 15.0
