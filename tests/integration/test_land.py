@@ -8,11 +8,7 @@ log; the lake's lineage columns give the same triple for every landed row.
 
 from __future__ import annotations
 
-import os
 import random
-import signal
-import subprocess
-import sys
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -32,63 +28,10 @@ from pipeline.localkafka import LocalKafka
 from pipeline.simulate import FaultConfig, SimConfig, Simulator
 from tests.integration.kafka_read import read_topics
 from tests.integration.live_feed import LiveFeed
-from tests.integration.worker_procs import _die_with_parent, wait_for
+from tests.integration.worker_procs import Lander, wait_for
 
 START = datetime(2026, 3, 2, 23, 30, tzinfo=UTC)  # crosses midnight: two date partitions
 BRONZE = [d for d in BY_NAME.values() if d.layer == "bronze"]
-SECRET = "test-secret"
-
-
-class Lander:
-    """`microdc land` as a child process (dies with the test process)."""
-
-    def __init__(self, bootstrap: str, prefix: str, lake: Path, log: Path, max_rows: int) -> None:
-        self.cmd = [
-            str(Path(sys.executable).parent / "microdc"),
-            "land",
-            "--bootstrap",
-            bootstrap,
-            "--topic-prefix",
-            prefix,
-            "--lake",
-            str(lake),
-            "--group-id",
-            f"{prefix}land",
-            "--max-rows",
-            str(max_rows),
-        ]
-        self.log = log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Lander:
-        env = {**os.environ, "MICRODC_LAKE_IP_SECRET": SECRET}
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                self.cmd,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=env,
-                preexec_fn=_die_with_parent(),
-            )
-        return self
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> int:
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.terminate()
-        return self.proc.wait(30)
-
-    def check_alive(self) -> None:
-        assert self.proc is not None
-        if self.proc.poll() is not None:
-            raise AssertionError(
-                f"lander exited {self.proc.returncode}: {self.log.read_text()[-3000:]}"
-            )
 
 
 def valid_offsets(bootstrap: str, topics: list[TopicSpec], total: int) -> set[tuple[str, int, int]]:

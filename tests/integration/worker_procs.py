@@ -1,4 +1,5 @@
-"""Stream workers as child processes for integration tests: start, probe, SIGKILL, stop.
+"""Stream workers and landers as child processes for integration tests: start, probe, SIGKILL,
+stop.
 
 Each worker gets its own free web port and state directory. Children die with the test process
 (PR_SET_PDEATHSIG) and `WorkerPool.close()` stops whatever is left, so no worker outlives a test.
@@ -22,6 +23,8 @@ from typing import Any
 from pipeline.localkafka import free_ports
 
 _PR_SET_PDEATHSIG = 1
+#: The HMAC key landers started by tests replace client IPs with.
+LAKE_IP_SECRET = "test-secret"
 
 
 def _die_with_parent() -> Callable[[], None]:
@@ -166,3 +169,64 @@ class WorkerPool:
                 worker.proc.terminate()
         for worker in self.workers:
             worker.stop()
+
+
+class Lander:
+    """`microdc land` as a child process (dies with the test process)."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        prefix: str,
+        lake: Path,
+        log: Path,
+        max_rows: int,
+        secret: str = LAKE_IP_SECRET,
+    ) -> None:
+        self.cmd = [
+            str(Path(sys.executable).parent / "microdc"),
+            "land",
+            "--bootstrap",
+            bootstrap,
+            "--topic-prefix",
+            prefix,
+            "--lake",
+            str(lake),
+            "--group-id",
+            f"{prefix}land",
+            "--max-rows",
+            str(max_rows),
+        ]
+        self.log = log
+        self.secret = secret
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Lander:
+        env = {**os.environ, "MICRODC_LAKE_IP_SECRET": self.secret}
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                self.cmd,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                preexec_fn=_die_with_parent(),
+            )
+        return self
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        return self.proc.wait(30)
+
+    def check_alive(self) -> None:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(
+                f"lander exited {self.proc.returncode}: {self.log.read_text()[-3000:]}"
+            )
