@@ -62,6 +62,7 @@ bench: $(STAMP) kafka-jars ## benchmarks against a real broker; prints tables
 	$(BIN)/python bench/bench_land.py
 	$(BIN)/python bench/bench_models.py
 	$(BIN)/python bench/bench_demo.py
+	$(BIN)/python bench/bench_hostile.py
 
 kafka-up: $(STAMP) kafka-jars ## start a local KRaft broker on 127.0.0.1 (prints its address)
 	$(BIN)/microdc kafka up

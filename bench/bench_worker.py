@@ -87,8 +87,12 @@ def run_worker(
     n_req: int,
     checkpoints: int,
     broker_pid: int | None,
+    source: Path | None = None,
 ) -> dict[str, Any]:
-    """Start a worker, time it over the whole backlog, sample RSS; return the figures."""
+    """Start a worker, time it over the whole backlog, sample RSS; return the figures.
+
+    `source`: a checkout of another revision whose `pipeline` package the worker runs (a
+    baseline from `git worktree`); default, this one."""
     port = free_ports(1)[0]
     state = Path(tempfile.mkdtemp(prefix="microdc-bench-worker-"))
     log = (state / "worker.log").open("wb")
@@ -97,7 +101,8 @@ def run_worker(
         "--topic-prefix", prefix, "--web-port", str(port), "--data-dir", str(state / "data"),
         "--store", store, "--loglevel", "warning",
     ]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    env = {**os.environ, "PYTHONPATH": str(source)} if source is not None else None
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=source, env=env)
     base = f"http://127.0.0.1:{port}"
     samples: list[tuple[float, float, float]] = []  # (events in, request-log in, RSS MiB)
     marks = [total_events * (i + 1) / checkpoints for i in range(checkpoints)]
