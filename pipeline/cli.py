@@ -8,6 +8,7 @@ import os
 import re
 import sys
 import traceback
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -307,6 +308,21 @@ def process(
     _print_summary(summarize(result))
     for topic, path in paths.items():
         out.print(f"  {topic}: {len(result.outputs[topic]):,} records → {path}")
+    _print_dead_letters(result.outputs.get("mdc.dead-letters", []), result.internal_errors)
+
+
+def _print_dead_letters(letters: list[Any], internal_errors: int) -> None:
+    """Dead letters by kind (what to look at first); internal errors loudly: they are bugs."""
+    if not letters:
+        return
+    kinds = Counter(letter.error_kind for letter in letters)
+    shown = ", ".join(f"{kind} {n:,}" for kind, n in sorted(kinds.items()))
+    out.print(f"  dead letters by kind: {shown}")
+    if internal_errors:
+        out.print(
+            f"[red]  {internal_errors:,} records made the stream core raise (internal_error): "
+            "a bug - please report it with one of those dead letters[/]"
+        )
 
 
 @app.command()
