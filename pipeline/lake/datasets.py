@@ -8,6 +8,9 @@ exactly-once tests check; the outputs' natural `key` identifies re-emissions aft
 
 Partition columns (`site_id`, `zone`) live in the directory names only (hive style), not in
 the files; `date` is the UTC date of the dataset's event-time field.
+
+No raw client IP lands (see `privacy`): request logs' `client_ip` becomes `client_ip_hmac`, and
+the columns that quote a whole record or text about one (`Dataset.redacted`) are redacted.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from pipeline.contracts.topics import (
     TopicSpec,
 )
 from pipeline.lake.arrow_schema import arrow_schema, load_contract
+from pipeline.lake.privacy import HASHED_IP as HASHED_IP  # re-exported (the docs use them)
+from pipeline.lake.privacy import RAW_IP as RAW_IP
 
 Layer = Literal["bronze", "silver"]
 
@@ -38,8 +43,6 @@ LINEAGE = (
     pa.field("_offset", pa.int64(), nullable=False),
     pa.field("_kafka_timestamp", pa.timestamp("ms", tz="UTC"), nullable=False),
 )
-#: The raw IP column of request logs and what replaces it (see `privacy`).
-RAW_IP, HASHED_IP = "client_ip", "client_ip_hmac"
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,8 @@ class Dataset:
     partition_field: str | None = None
     #: The time field holds epoch milliseconds rather than a datetime.
     time_is_ms: bool = False
+    #: Columns that may quote a record or its key: stored through `IpPolicy.redact`.
+    redacted: tuple[str, ...] = ()
 
     @property
     def path(self) -> str:
@@ -63,6 +68,14 @@ class Dataset:
     @cached_property
     def contract_schema(self) -> pa.Schema:
         return arrow_schema(load_contract(self.contract), source=f"schemas/{self.contract}")
+
+    @cached_property
+    def read_schema(self) -> pa.Schema:
+        """What Arrow's JSON reader reads of a raw record: the contract, plus the hash that a
+        record redacted from the lake (and reprocessed) carries instead of its raw IP."""
+        if RAW_IP not in self.contract_schema.names:
+            return self.contract_schema
+        return self.contract_schema.append(pa.field(HASHED_IP, pa.string(), nullable=True))
 
     @cached_property
     def columns(self) -> tuple[str, ...]:
@@ -136,8 +149,8 @@ DATASETS: tuple[Dataset, ...] = (
     _silver("site_minutes", "window_start", "site_id"),
     _silver("slo_burn", "window_start", "site_id"),
     _silver("alerts", "at_ms", None, time_is_ms=True),
-    _silver("late_events", "event_at", None),
-    _silver("dead_letters", None, None),
+    _silver("late_events", "event_at", None, redacted=("value",)),
+    _silver("dead_letters", None, None, redacted=("record_key", "value", "error_detail")),
 )
 
 BY_TOPIC: dict[str, Dataset] = {d.topic.name: d for d in DATASETS}
