@@ -381,14 +381,27 @@ def test_cross_field_rules_are_declared_and_enforced(
     assert not struct_accepts(record_type, doc)
 
 
+#: Each input record type and its schema file.
+RECORD_SCHEMAS = [
+    (NodeSample, "node_sample"),
+    (RequestLog, "request_log"),
+    (FacilitySample, "facility_sample"),
+    (GridIntensity, "grid_intensity"),
+]
 _BOUNDS = {"ge": "minimum", "le": "maximum", "gt": "exclusiveMinimum", "lt": "exclusiveMaximum"}
 _LENGTHS = {"min_length": "minLength", "max_length": "maxLength"}
 
 
-def _constraints(field_type: msgspec.inspect.Type) -> dict[str, Any]:
-    """The schema keywords a Struct field's msgspec constraints mean (null branch ignored)."""
+def _non_null(field_type: msgspec.inspect.Type) -> msgspec.inspect.Type:
+    """`T` of a field typed `T | None`; any other type as it is."""
     if isinstance(field_type, msgspec.inspect.UnionType):
         (field_type,) = [t for t in field_type.types if not isinstance(t, msgspec.inspect.NoneType)]
+    return field_type
+
+
+def _constraints(field_type: msgspec.inspect.Type) -> dict[str, Any]:
+    """The schema keywords a Struct field's msgspec constraints mean (null branch ignored)."""
+    field_type = _non_null(field_type)
     out: dict[str, Any] = {}
     for attr, keyword in {**_BOUNDS, **_LENGTHS}.items():
         value = getattr(field_type, attr, None)
@@ -403,15 +416,7 @@ def _schema_constraints(schema: dict[str, Any], prop: dict[str, Any]) -> dict[st
     return {k: prop[k] for k in (*_BOUNDS.values(), *_LENGTHS.values()) if k in prop}
 
 
-@pytest.mark.parametrize(
-    ("record_type", "schema_name"),
-    [
-        (NodeSample, "node_sample"),
-        (RequestLog, "request_log"),
-        (FacilitySample, "facility_sample"),
-        (GridIntensity, "grid_intensity"),
-    ],
-)
+@pytest.mark.parametrize(("record_type", "schema_name"), RECORD_SCHEMAS)
 def test_every_bound_is_the_same_in_schema_and_struct(
     record_type: type[msgspec.Struct], schema_name: str
 ) -> None:
@@ -423,30 +428,19 @@ def test_every_bound_is_the_same_in_schema_and_struct(
         struct_side = _constraints(field.type)
         schema_side = _schema_constraints(schema, schema["properties"][field.name])
         assert struct_side == schema_side, field.name
-        kind = field.type
-        if isinstance(kind, msgspec.inspect.UnionType):
-            kind = next(t for t in kind.types if not isinstance(t, msgspec.inspect.NoneType))
-        if isinstance(kind, msgspec.inspect.FloatType | msgspec.inspect.IntType):
+        if isinstance(_non_null(field.type), msgspec.inspect.FloatType | msgspec.inspect.IntType):
             assert "maximum" in struct_side or "exclusiveMaximum" in struct_side, (
                 f"{record_type.__name__}.{field.name} has no upper bound"
             )
 
 
 def test_corpus_covers_every_topic_with_both_outcomes() -> None:
-    for record_type in (NodeSample, RequestLog, FacilitySample, GridIntensity):
+    for record_type, _ in RECORD_SCHEMAS:
         outcomes = {case[3] for case in CORPUS if case[0] is record_type}
         assert outcomes == {True, False}, record_type.__name__
 
 
-@pytest.mark.parametrize(
-    ("record_type", "schema_name"),
-    [
-        (NodeSample, "node_sample"),
-        (RequestLog, "request_log"),
-        (FacilitySample, "facility_sample"),
-        (GridIntensity, "grid_intensity"),
-    ],
-)
+@pytest.mark.parametrize(("record_type", "schema_name"), RECORD_SCHEMAS)
 def test_schema_fields_match_struct_fields(
     record_type: type[msgspec.Struct], schema_name: str
 ) -> None:
