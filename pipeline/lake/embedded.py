@@ -10,6 +10,7 @@ simulated too: an input's emit time, an output's own event time.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -22,6 +23,7 @@ from pipeline.lake.privacy import IpPolicy
 from pipeline.lake.segment import HOUR_MS, RollPolicy, SegmentBuffer
 from pipeline.lake.store import Lake
 from pipeline.metrics.energy import epoch_ms
+from pipeline.wallclock import wall_clock_ms
 
 _encoder = msgspec.json.Encoder()
 
@@ -33,8 +35,10 @@ class EmbeddedLander:
         *,
         policy: RollPolicy | None = None,
         ip_policy: IpPolicy | None = None,
+        now_ms: Callable[[], int] = wall_clock_ms,
     ) -> None:
         self.lake = lake
+        self._now_ms = now_ms()  # a run is short: one reading for the far-future rule
         self.policy = policy or RollPolicy()
         self.ip_policy = ip_policy or IpPolicy()
         self.by_topic: dict[str, Dataset] = {d.topic.name: d for d in DATASETS}
@@ -66,6 +70,7 @@ class EmbeddedLander:
         offset = self.next_offset[tp]
         self.next_offset[tp] += 1
         self.stats.consumed += 1
+        buffer.set_horizon(self.watermarks.get(dataset.name), self._now_ms)
         buffer.add(offset, timestamp_ms, value)
         if buffer.full():
             self._land(dataset, buffer)

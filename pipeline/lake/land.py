@@ -30,6 +30,7 @@ from pipeline.lake.datasets import DATASETS, Dataset
 from pipeline.lake.privacy import IpPolicy
 from pipeline.lake.segment import RollPolicy, Segment, SegmentBuffer, SegmentDraft
 from pipeline.lake.store import Lake, PartitionLock
+from pipeline.wallclock import wall_clock_ms
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +78,10 @@ class Lander:
         ip_policy: IpPolicy | None = None,
         datasets: Iterable[Dataset] = DATASETS,
         security: KafkaSecurity | None = None,
+        now_ms: Callable[[], int] = wall_clock_ms,
     ) -> None:
         self.bootstrap = bootstrap
+        self.now_ms = now_ms  # only for the far-future rule of `SegmentBuffer.set_horizon`
         self.security = security
         self.lake = lake
         self.prefix = topic_prefix
@@ -271,6 +274,7 @@ class Lander:
             if owned is None:
                 continue  # fetched just before a revocation
             buffer = owned.buffer
+            buffer.set_horizon(self.watermarks.get(owned.dataset.name), self.now_ms())
             self.stats.consumed += len(records)
             for rec in records:
                 buffer.add(rec.offset, rec.timestamp, rec.value)

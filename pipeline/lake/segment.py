@@ -10,7 +10,10 @@ When a segment ends (`RollPolicy`), never by the wall clock:
 - an event-time boundary: the segment holds rows of one UTC hour (by its first row); it rolls
   when the writer's event-time watermark (max event time seen on any of its partitions minus
   the allowed lateness) passes the end of that hour - so a quiet partition rolls too, as the
-  others advance;
+  others advance. A row dated more than `max_future_ms` past both that watermark and the
+  driver's clock (`horizon_ms`, as the stream core's `implausible_time` rule) is landed but
+  moves neither the hour nor the watermark: one record dated 2100 must not roll every segment
+  after every fetch;
 - the end of the log: the driver rolls a partition it has read to its high watermark and that
   stayed there for a whole fetch (a bounded input, a paused producer).
 Invalid records take part in the range (they are consumed) but not in any file. Whatever a
@@ -57,6 +60,9 @@ class RollPolicy:
     max_rows: int = 250_000
     max_bytes: int = 64 * 1024 * 1024
     lateness_ms: int = 120_000
+    #: How far past the watermark and the clock a row may lie and still count for rolling
+    #: (the fleet's default `plausibility.max_future_s`).
+    max_future_ms: int = 3_600_000
 
 
 @dataclass
@@ -122,7 +128,15 @@ class SegmentBuffer:
         )
         #: Raw mode reads only the grouping fields here; full validation happens in `build`.
         self._key_decode = _key_decoder(dataset).decode if self._raw else self._decode
+        #: Set by the driver (`set_horizon`): rows dated later do not count for rolling.
+        self.horizon_ms: int | None = None
         self._reset()
+
+    def set_horizon(self, watermark_ms: int | None, now_ms: int | None) -> None:
+        """Rows later than `max_future_ms` past both the dataset's watermark and the clock
+        will land without moving this segment's hour or the watermark."""
+        refs = [r for r in (watermark_ms, now_ms) if r is not None]
+        self.horizon_ms = max(refs) + self.policy.max_future_ms if refs else None
 
     def _reset(self) -> None:
         self.first: int | None = None
@@ -173,6 +187,8 @@ class SegmentBuffer:
         group.timestamps.append(timestamp_ms)
         self.rows += 1
         self.bytes += len(value)
+        if self.horizon_ms is not None and event_ms > self.horizon_ms:
+            return None  # implausibly far ahead: landed, but it must not roll anything
         if self.hour_end is None:
             self.hour_end = event_ms - event_ms % HOUR_MS + HOUR_MS
         if self.max_event_ms is None or event_ms > self.max_event_ms:

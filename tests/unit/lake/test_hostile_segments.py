@@ -361,3 +361,58 @@ def test_a_record_arrow_refuses_sends_only_its_group_down_the_struct_path() -> N
     _, rows = check_mix(dataset, mixed, IpPolicy(b"s3cret"), 100)
     assert rows[10][0]["request_id"] == "odd"
     assert pa.types.is_timestamp(dataset.schema.field("finished_at").type)
+
+
+# -- a far-future event time ----------------------------------------------------------------------
+def _ms(at: datetime) -> int:
+    return int(at.timestamp() * 1000)
+
+
+def test_a_row_dated_far_ahead_lands_but_moves_neither_hour_nor_watermark() -> None:
+    """One request dated 2100 first in a segment: it lands, and the segment's hour and event-time
+    watermark remain those of its plausible rows (else every segment would roll at every
+    fetch). A row within `max_future_ms` of the clock still counts."""
+    dataset = BY_NAME["request_log"]
+    policy = RollPolicy(max_future_ms=3_600_000)
+    buf = SegmentBuffer(dataset, "t", 0, policy, IpPolicy())
+    buf.set_horizon(None, _ms(T0))
+    buf.add(0, KAFKA_MS, _request(request_id="r2100", finished_at="2100-01-01T00:00:00Z"))
+    assert buf.max_event_ms is None and buf.hour_end is None
+    buf.add(1, KAFKA_MS + 1, encode(valid_doc("request_log", 1)))
+    assert buf.max_event_ms == _ms(T0 + timedelta(seconds=10))
+    assert buf.hour_end == _ms(T0 + timedelta(hours=1))
+    soon = T0 + timedelta(minutes=50)
+    buf.add(2, KAFKA_MS + 2, _request(request_id="r-soon", finished_at=stamp(soon)))
+    assert buf.max_event_ms == _ms(soon)
+    buf.set_horizon(buf.max_event_ms, _ms(T0))  # the horizon follows the watermark
+    assert buf.horizon_ms == _ms(soon) + 3_600_000
+    segment = buf.take()
+    assert segment is not None and segment.rows == 3 and segment.invalid == 0
+
+
+def test_the_embedded_lander_rolls_hourly_despite_a_row_dated_2100(tmp_path: Path) -> None:
+    """Three hours of requests with one dated 2100 at the start land in the same hourly
+    segments as without it (plus that row)."""
+    from pipeline.contracts.topics import REQUEST_LOG
+    from pipeline.lake.embedded import EmbeddedLander
+
+    def run(lake_dir: Path, hostile: bool) -> list[tuple[int, int]]:
+        lander = EmbeddedLander(Lake(lake_dir), now_ms=lambda: _ms(T0))
+        if hostile:
+            far = _request(request_id="r2100", finished_at="2100-01-01T00:00:00Z")
+            lander.add(REQUEST_LOG, b"bog1-n01", far, KAFKA_MS, partition=0)
+        for i in range(3 * 360):  # one request per 10 s for three hours
+            doc = valid_doc("request_log", i)
+            lander.add(REQUEST_LOG, b"bog1-n01", encode(doc), KAFKA_MS + i, partition=0)
+        lander.close()
+        files = sorted((tmp_path / lake_dir).rglob("*.parquet"))
+        spans = []
+        for f in files:
+            first, last = f.stem.rsplit("+", 1)[1].split("-")
+            spans.append((int(first) - hostile, int(last) - hostile))
+        return sorted(set(spans))
+
+    plain = run(tmp_path / "plain", hostile=False)
+    assert len(plain) == 3  # one segment per hour
+    with_far = run(tmp_path / "far", hostile=True)
+    assert with_far[1:] == plain[1:] and with_far[0][1] == plain[0][1]
