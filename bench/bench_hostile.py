@@ -53,7 +53,7 @@ CORE_CHILD = textwrap.dedent(
     import sys, time, itertools
     from datetime import UTC, datetime
     from pipeline.fleet import load_fleet
-    from pipeline.runner import EmbeddedPipeline
+    from pipeline.runner import EmbeddedPipeline, from_envelopes
     from pipeline.simulate import SimConfig, Simulator
     events = int(sys.argv[1])
     fleet = load_fleet()
