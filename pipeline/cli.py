@@ -309,6 +309,8 @@ def process(
     for topic, path in paths.items():
         out.print(f"  {topic}: {len(result.outputs[topic]):,} records → {path}")
     _print_dead_letters(result.outputs.get("mdc.dead-letters", []), result.internal_errors)
+    if result.duplicates:
+        out.print(f"  duplicate deliveries counted once: {result.duplicates:,}")
 
 
 def _print_dead_letters(letters: list[Any], internal_errors: int) -> None:

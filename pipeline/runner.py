@@ -59,6 +59,8 @@ class RunResult:
     consumed: int = 0
     #: Records whose processing raised inside the core (dead-lettered as `internal_error`).
     internal_errors: int = 0
+    #: Redeliveries counted once (same request_id; same node or site and observed_at).
+    duplicates: int = 0
 
     def count(self) -> dict[str, int]:
         return {k: len(v) for k, v in self.outputs.items()}
@@ -144,6 +146,9 @@ class EmbeddedPipeline:
             self._stage_one_outputs(p)
         self.stage_two.flush()
         self._stage_two_outputs()
+        self.result.duplicates = self.stage_two.duplicate_samples + sum(
+            stage.duplicate_samples + stage.duplicate_requests for stage in self.stage_one
+        )
         return self.result
 
     def _stage_one_outputs(self, partition: int) -> None:

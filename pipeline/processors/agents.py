@@ -501,6 +501,7 @@ class StageOneAgent(StageAgent):
             decode, feed = self._request, stage.on_request
         else:
             decode, feed = self._node, stage.on_sample
+        duplicates = stage.duplicate_requests + stage.duplicate_samples
         for rec in records:
             offset = rec.offset
             if seen(source, offset):
@@ -512,6 +513,9 @@ class StageOneAgent(StageAgent):
                 feed(decode(value), source=source, offset=offset, raw=value)
             except Exception as exc:  # noqa: BLE001 - every failing record is a dead letter
                 self.dead(run, source, rec, exc)
+        dropped = stage.duplicate_requests + stage.duplicate_samples - duplicates
+        if dropped:
+            self.metrics.duplicates.labels(run.by_source[source].topic).inc(dropped)
 
     def forward(self, run: PartitionRun) -> None:
         late = 0
@@ -561,6 +565,7 @@ class StageTwoAgent(StageAgent):
 
     def apply(self, run: PartitionRun, source: str, records: list[KafkaRecord]) -> None:
         stage: SiteStage = run.stage
+        duplicates = stage.duplicate_samples
         for rec in records:
             if stage.seen(source, rec.offset):
                 continue
@@ -578,6 +583,9 @@ class StageTwoAgent(StageAgent):
                 self.dead(run, source, rec, exc)
             # Stage 2 emits per closed minute; forward as we go so outputs keep their order.
             self.forward(run)
+        if stage.duplicate_samples > duplicates:
+            topic = run.by_source[source].topic
+            self.metrics.duplicates.labels(topic).inc(stage.duplicate_samples - duplicates)
 
     def forward(self, run: PartitionRun) -> None:
         for item in run.stage.drain():

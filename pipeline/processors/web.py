@@ -58,6 +58,13 @@ class WorkerMetrics:
             ["topic"],
             registry=r,
         )
+        self.duplicates = Counter(
+            "microdc_duplicates_dropped",
+            "Records delivered again (same request_id, or same node/site and observed_at) while "
+            "their minute was open: counted once.",
+            ["topic"],
+            registry=r,
+        )
         self.seeks = Counter(
             "microdc_seeks",
             "Consumer seeks to the position a stage's state needs.",

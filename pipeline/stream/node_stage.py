@@ -6,6 +6,11 @@ the partition's watermark passes its end, so results do not depend on batch boun
 sample's event time, for lateness, is the start of its interval (`observed_at - interval_s`):
 the earliest instant it adds energy to. Records for closed minutes become late events.
 
+A record delivered twice counts once, as in the warehouse: a request by `request_id` within
+the minute it finished, a node sample by (`node_id`, `observed_at`) within the minute its
+interval ends. (A redelivery after its minute closed is a late event, and the warehouse keeps one
+copy from bronze.)
+
 Every check that can reject a record runs before the record changes any state, so a rejected
 record (raised as a `BadRecordError`, dead-lettered by the driver) leaves no trace: it names a
 node, site, service and team the fleet knows, together; a sample draws at most
@@ -87,6 +92,9 @@ class NodeAcc(msgspec.Struct, kw_only=True):
     energy_uwh: int = 0
     covered_ms: int = 0
     max_inlet_c: float | None = None
+    #: `observed_at` (ms) of this node's samples whose interval ends in this minute: a sample
+    #: delivered again (same node, same `observed_at`) is found here and counted once.
+    sample_ends: list[int] = msgspec.field(default_factory=list)
 
 
 class ServiceAcc(msgspec.Struct, kw_only=True):
@@ -105,6 +113,9 @@ class ServiceAcc(msgspec.Struct, kw_only=True):
 class MinuteAcc(msgspec.Struct, kw_only=True):
     nodes: dict[str, NodeAcc] = msgspec.field(default_factory=dict)
     services: dict[str, dict[str, ServiceAcc]] = msgspec.field(default_factory=dict)
+    #: `request_id`s of the requests finished in this minute: a redelivery counts once. (A
+    #: dict, not a set: insertion order survives a snapshot, so snapshots are reproducible.)
+    request_ids: dict[str, None] = msgspec.field(default_factory=dict)
 
 
 class NodeStageState(msgspec.Struct, kw_only=True):
@@ -145,6 +156,9 @@ class NodeStage:
             clock=Clock(lateness_ms=round(lateness_s * 1000)),
         )
         self.outputs: list[Output] = []
+        #: Redeliveries dropped (not persisted: the driver turns them into metrics).
+        self.duplicate_samples = 0
+        self.duplicate_requests = 0
         self._latency_threshold = {s.service: s.slo.latency_threshold_ms for s in fleet.services}
         self._nodes: list[Node] = sorted(
             (n for n in fleet.nodes if partition_for(n.node_id.encode(), partitions) == partition),
@@ -191,6 +205,13 @@ class NodeStage:
         if max_ms is None or observed_ms > max_ms + self._horizon_ms:
             future_check(observed_ms, max_ms, self.now_ms, self._horizon_ms, "observed_at")
         parts = list(split_sample(observed_ms, sample.interval_s, sample.power_w))
+        end_minute = parts[-1][0] if parts else None
+        if end_minute is not None and not clock.is_closed(end_minute):
+            end_acc = self.state.minutes.get(end_minute)
+            end_node = end_acc.nodes.get(node.node_id) if end_acc is not None else None
+            if end_node is not None and observed_ms in end_node.sample_ends:
+                self.duplicate_samples += 1  # the same sample again: it counted already
+                return
         for minute, _, covered in parts:
             minute_acc = self.state.minutes.get(minute)
             known = minute_acc.nodes.get(node.node_id) if minute_acc is not None else None
@@ -211,6 +232,8 @@ class NodeStage:
             acc.covered_ms += covered
             if acc.max_inlet_c is None or sample.inlet_temp_c > acc.max_inlet_c:
                 acc.max_inlet_c = sample.inlet_temp_c
+            if minute == end_minute:
+                acc.sample_ends.append(observed_ms)
         start_ms = observed_ms - round(sample.interval_s * 1000)
         if late_uwh:
             self._late(
@@ -243,6 +266,10 @@ class NodeStage:
             self._advance(finished_ms)
             return
         minute_acc = self.state.minutes.get(minute) or self._minute(minute)
+        request_ids = minute_acc.request_ids
+        if req.request_id in request_ids:
+            self.duplicate_requests += 1  # a redelivery (producer retry, replayed shipper)
+            return
         per_node = minute_acc.services.get(req.node_id)
         if per_node is None:
             per_node = minute_acc.services[req.node_id] = {}
@@ -254,6 +281,7 @@ class NodeStage:
                 f"more than {MAX_REQUESTS_PER_MINUTE:,} requests of {req.service!r} on node "
                 f"{req.node_id!r} in one minute"
             )
+        request_ids[req.request_id] = None
         latency = req.latency_ms
         acc.requests += 1
         if req.status >= 500:

@@ -55,6 +55,9 @@ class SiteAcc(msgspec.Struct, kw_only=True):
     water_ml: int | None = None
     covered_ms: int = 0
     outdoor_temp_c: float | None = None
+    #: `observed_at` (ms) of the site's readings whose interval ends in this minute: a reading
+    #: delivered again (same site, same `observed_at`) counts once.
+    sample_ends: list[int] = msgspec.field(default_factory=list)
 
 
 class SiteStageState(msgspec.Struct, kw_only=True):
@@ -114,6 +117,8 @@ class SiteStage:
             facility_clock=Clock(lateness_ms=round(lateness_s * 1000))
         )
         self.outputs: list[Output] = []
+        #: Facility readings delivered again and dropped (not persisted: for the metrics).
+        self.duplicate_samples = 0
         self._needed: dict[int, set[int]] = {}
         self._slo: dict[str, SloTracker] = {
             k: SloTracker.from_bytes(v) for k, v in self.state.slo.items()
@@ -173,6 +178,12 @@ class SiteStage:
         if max_ms is None or observed_ms > max_ms + self._horizon_ms:
             future_check(observed_ms, max_ms, self.now_ms, self._horizon_ms, "observed_at")
         parts = list(split_sample(observed_ms, sample.interval_s, sample.facility_power_w))
+        end_minute = parts[-1][0] if parts else None
+        if end_minute is not None and not clock.is_closed(end_minute):
+            end_acc = self.state.facility.get(end_minute, {}).get(site.site_id)
+            if end_acc is not None and observed_ms in end_acc.sample_ends:
+                self.duplicate_samples += 1  # the same reading again: it counted already
+                return
         for minute, _, covered in parts:
             known = self.state.facility.get(minute, {}).get(site.site_id)
             if known is not None and known.covered_ms + covered > MAX_COVERED_MS:
@@ -192,6 +203,8 @@ class SiteStage:
             if sample.water_l is not None:
                 acc.water_ml = (acc.water_ml or 0) + round(sample.water_l * share * 1000)
             acc.covered_ms += covered
+            if minute == end_minute:
+                acc.sample_ends.append(observed_ms)
             if sample.outdoor_temp_c is not None and (
                 acc.outdoor_temp_c is None or sample.outdoor_temp_c > acc.outdoor_temp_c
             ):

@@ -197,21 +197,17 @@ def synthetic(seed: int, minutes: int = 8) -> list[NodeSample | RequestLog]:
             power = rng.uniform(140, 470)
             out.append((t - timedelta(seconds=30), sample(node_id, t, power)))
             t += timedelta(seconds=30)
-    for _ in range(rng.randint(20, 80)):
+    for n in range(rng.randint(20, 80)):
         at = T12 + timedelta(milliseconds=rng.randint(0, minutes * 60_000 - 1))
         service = rng.choice(["checkout-api", "fraud-score", "auth"])
-        out.append(
-            (
-                at,
-                request(
-                    rng.choice(nodes),
-                    at,
-                    service,
-                    rng.uniform(1, 900),
-                    status=rng.choice([200, 200, 200, 503]),
-                ),
-            )
+        req = request(
+            rng.choice(nodes),
+            at,
+            service,
+            rng.uniform(1, 900),
+            status=rng.choice([200, 200, 200, 503]),
         )
+        out.append((at, msgspec.structs.replace(req, request_id=f"r{seed}-{n}")))
     out.sort(key=lambda pair: pair[0])
     return [rec for _, rec in out]
 
