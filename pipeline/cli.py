@@ -433,7 +433,7 @@ def _print_demo(result: Any) -> None:
         out.print(f"  [bold]{name}[/]: {path}", soft_wrap=True)
     db = result.paths["DuckDB warehouse"]
     out.print(
-        f'Query it: .venv/bin/python -c "import duckdb; duckdb.connect(\'{db}\', '
+        f"Query it: .venv/bin/python -c \"import duckdb; duckdb.connect('{db}', "
         "read_only=True).sql('select * from fct_chargeback_monthly').show()\"",
         soft_wrap=True,
     )
@@ -487,6 +487,15 @@ def worker(
         str, typer.Option(help="Table store: rocksdb:// or memory://.")
     ] = WORKER_STORES[0],
     lateness_s: Annotated[float, typer.Option(help="Allowed lateness, seconds.")] = 120.0,
+    max_source_skew: Annotated[
+        float,
+        typer.Option(
+            "--max-source-skew",
+            help="Seconds of wall clock a node-telemetry or request-log partition that stopped "
+            "moving while the other is ahead holds closing back (a shipper running behind).",
+            min=0.0,
+        ),
+    ] = 600.0,
     loglevel: Annotated[str, typer.Option(help="Log level.")] = "warning",
 ) -> None:
     """Run a stream worker (Faust) on Kafka; start more to share the partitions.
@@ -512,6 +521,7 @@ def worker(
         data_dir=data_dir,
         store=store,
         lateness_s=lateness_s,
+        max_source_skew_s=max_source_skew,
         loglevel=loglevel,
         security=_security(settings),
         # text: Faust's own format; json: ours, through Faust's logging set-up

@@ -192,9 +192,7 @@ def _simulate_land_build(
         fleet, config, lake, ip_policy=ip_policy, advance=lambda _n: advance(1), parallel=True
     )
     result.seconds["simulate, stream, land"] = time.perf_counter() - started
-    result.counts.update(
-        events=run.emitted, lake_rows=run.landed.rows, lake_files=run.landed.files
-    )
+    result.counts.update(events=run.emitted, lake_rows=run.landed.rows, lake_files=run.landed.files)
     result.paths["Parquet lake"] = Path(lake.root)
 
     started = time.perf_counter()

@@ -184,6 +184,10 @@ class GridHistory(msgspec.Struct, kw_only=True):
         if len(self.points) > self.max_points:
             del self.points[0]
 
+    def covers(self, minute_ms: int) -> bool:
+        """A point valid for the minute is known (`valid_from <= minute < valid_to`)."""
+        return any(p.valid_from_ms <= minute_ms < p.valid_to_ms for p in self.points)
+
     def pick(
         self, minute_ms: int, fallback: float, max_age_ms: int = MAX_GRID_AGE_MS
     ) -> tuple[float, IntensitySource]:

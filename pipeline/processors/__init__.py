@@ -28,6 +28,7 @@ def run_worker(
     data_dir: Path | None = None,
     store: str = "rocksdb://",
     lateness_s: float = 120.0,
+    max_source_skew_s: float = 600.0,
     session_timeout_s: float = 30.0,
     loglevel: str = "warning",
     security: KafkaSecurity | None = None,
@@ -39,7 +40,9 @@ def run_worker(
     restores the stage state of its partitions from the changelog (and RocksDB in `data_dir`,
     default `.microdc/worker/<group>-<web_port>`) and serves `GET /health` and `GET /metrics` on
     `web_bind:web_port`. `store` is `rocksdb://` (production) or `memory://`. `security`: how
-    to connect (default PLAINTEXT); `logging_config`: a `logging.config.dictConfig` dict for
+    to connect (default PLAINTEXT); `max_source_skew_s`: how long a node-telemetry or
+    request-log partition that stopped moving while the other is ahead holds closing back;
+    `logging_config`: a `logging.config.dictConfig` dict for
     Faust's logging (default: Faust's own text format), e.g. `pipeline.logs.logging_config`.
 
     The topics are created, and so the broker, the address and the credentials checked, before
@@ -64,6 +67,7 @@ def run_worker(
             data_dir=data_dir,
             store=store,
             lateness_s=lateness_s,
+            max_source_skew_s=max_source_skew_s,
             session_timeout_s=session_timeout_s,
             security=security,
         )

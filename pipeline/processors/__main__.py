@@ -25,6 +25,7 @@ def main() -> None:
     parser.add_argument("--store", default="rocksdb://", choices=("rocksdb://", "memory://"))
     parser.add_argument("--lateness-s", type=float, default=120.0)
     parser.add_argument("--session-timeout-s", type=float, default=30.0)
+    parser.add_argument("--max-source-skew", type=float, default=600.0)
     parser.add_argument("--loglevel", default="warning")
     args = parser.parse_args()
     settings = Settings()  # security and log format: MICRODC_* variables or the config file
@@ -40,6 +41,7 @@ def main() -> None:
         store=args.store,
         lateness_s=args.lateness_s,
         session_timeout_s=args.session_timeout_s,
+        max_source_skew_s=args.max_source_skew,
         loglevel=args.loglevel,
         security=KafkaSecurity.from_settings(settings),
         logging_config=(

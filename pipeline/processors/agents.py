@@ -89,6 +89,11 @@ class PartitionRun:
         self.sought: dict[str, tuple[int, int]] = {}
         #: Per source: when (monotonic) it last delivered records or was caught up.
         self.progress_at: dict[str, float] = {s.name: time.monotonic() for s in sources}
+        #: Per source: its last watermark seen by the driver and when (monotonic) it moved; the
+        #: skew rule (`StageOneAgent.after_batch`) stops waiting for a source that has not moved for
+        #: `max_source_skew_s` while another is ahead.
+        self.watermarks: dict[str, int | None] = {}
+        self.moved_at: dict[str, float] = {s.name: time.monotonic() for s in sources}
         self.dirty = False
         self.saved_at = time.monotonic()
 
@@ -107,8 +112,12 @@ class StageAgent:
         metrics: WorkerMetrics,
         prefix: str,
         lateness_s: float,
+        max_source_skew_s: float = 600.0,
     ) -> None:
         self.app = app
+        #: How long (wall clock) a source that stopped moving while others are ahead holds
+        #: closing back (`after_batch` of each stage).
+        self.max_source_skew_s = max_source_skew_s
         self.fleet = fleet
         self.snapshots = snapshots
         self.sources = sources
@@ -137,6 +146,9 @@ class StageAgent:
     def forward(self, run: PartitionRun) -> None:
         """Move the stage's drained outputs into the sink."""
         raise NotImplementedError
+
+    def after_batch(self, run: PartitionRun) -> None:
+        """After each batch of a partition: the driver's wall-clock decisions (none here)."""
 
     # -- entry points ----------------------------------------------------------------------------
     async def handle(self, generation: int, seq: int, batches: Mapping[Any, list[Any]]) -> None:
@@ -171,9 +183,10 @@ class StageAgent:
             return  # a batch is being processed: it releases what it can itself
         async with self.lock:
             if self.generation == self.app.consumer_generation_id:
-                waiting = [run for run in self.runs.values() if run.merger.buffered()]
-                if waiting:
-                    await self._process(waiting)
+                # every run, not only those with records held: `after_batch` decides on the
+                # wall clock (a silent source stops holding closing back even if nothing comes)
+                if self.runs:
+                    await self._process(list(self.runs.values()))
                 await self._unstick()
             await self._save_due(self.runs.values())
             await self._commit()
@@ -344,6 +357,7 @@ class StageAgent:
             for source, records in run.merger.release(self._caught_up(run)):
                 self.apply(run, source, records)
                 run.dirty = True
+            self.after_batch(run)
             self.forward(run)
         outputs = len(self.sink)
         await self.sink.flush()
@@ -481,6 +495,7 @@ class StageOneAgent(StageAgent):
     def __init__(self, *args: Any, partitions: int, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.partitions = partitions
+        self._warned: set[tuple[str, int]] = set()
         self._node = decoder(NodeSample).decode
         self._request = decoder(RequestLog).decode
 
@@ -517,6 +532,51 @@ class StageOneAgent(StageAgent):
         if dropped:
             self.metrics.duplicates.labels(run.by_source[source].topic).inc(dropped)
 
+    def after_batch(self, run: PartitionRun) -> None:
+        """The skew rule: a source (topic-partition) whose watermark is behind another's and
+        has not moved for `max_source_skew_s` of wall clock (a dead shipper, a quiet stream)
+        stops holding the partition's closing back, until it moves again; its records for the
+        minutes closed meanwhile become late events. Within the bound, a stream running behind
+        (a batching log shipper, a backfill one topic after the other) loses nothing."""
+        stage: NodeStage = run.stage
+        now = time.monotonic()
+        marks = stage.source_watermarks()
+        for name, mark in marks.items():
+            if mark != run.watermarks.get(name, -1):
+                run.watermarks[name] = mark
+                run.moved_at[name] = now
+        lead = max((m for m in marks.values() if m is not None), default=None)
+        excluded = frozenset(
+            name
+            for name, mark in marks.items()
+            if lead is not None
+            and (mark is None or mark < lead)
+            and now - run.moved_at.get(name, now) > self.max_source_skew_s
+        )
+        if excluded == stage.excluded:
+            return
+        for name in sorted(excluded - stage.excluded):
+            topic = run.by_source[name].topic
+            mark = marks[name]
+            behind = (
+                "has sent nothing"
+                if mark is None or lead is None
+                else f"is {(lead - mark) / 1000:,.0f} s of event time behind"
+            )
+            how = logging.WARNING if (topic, run.partition) not in self._warned else logging.INFO
+            self._warned.add((topic, run.partition))
+            log.log(
+                how,
+                "%s[%d] %s and has not moved for %.0f s: minutes close without it (its "
+                "records for them become late events). If its producer runs this far behind, "
+                "raise --max-source-skew.",
+                topic,
+                run.partition,
+                behind,
+                self.max_source_skew_s,
+            )
+        stage.exclude(excluded)
+
     def forward(self, run: PartitionRun) -> None:
         late = 0
         for item in run.stage.drain():
@@ -535,6 +595,8 @@ class StageOneAgent(StageAgent):
         )
         closed = clock.closed_before_ms
         return {
+            "source_watermarks": {k: _iso(v) for k, v in stage.source_watermarks().items()},
+            "waiting_for": sorted(set(stage.expected) - stage.excluded),
             "open_minutes": len(stage.state.minutes),
             "watermark_ms": watermark,
             "watermark": _iso(watermark),
@@ -586,6 +648,40 @@ class StageTwoAgent(StageAgent):
         if stage.duplicate_samples > duplicates:
             topic = run.by_source[source].topic
             self.metrics.duplicates.labels(topic).inc(stage.duplicate_samples - duplicates)
+
+    def after_batch(self, run: PartitionRun) -> None:
+        """The skew rule across stage-1 partitions (as `StageOneAgent.after_batch` within
+        one): a partition whose closing mark is behind another's and has not moved for
+        `max_source_skew_s` of wall clock (all its nodes dark, an empty partition, a stage-1
+        worker gone) stops holding stage 2 back until it moves again."""
+        stage: SiteStage = run.stage
+        parts = stage.state.partitions
+        if parts is None:
+            return
+        now = time.monotonic()
+        marks = stage.state.marks
+        for p in range(parts):
+            mark = marks.get(p)
+            if mark != run.watermarks.get(str(p), -1):
+                run.watermarks[str(p)] = mark
+                run.moved_at[str(p)] = now
+        lead = max(marks.values(), default=None)
+        excluded = frozenset(
+            p
+            for p in range(parts)
+            if lead is not None
+            and (marks.get(p) is None or marks[p] < lead)
+            and now - run.moved_at.setdefault(str(p), now) > self.max_source_skew_s
+        )
+        for p in sorted(excluded - stage.excluded_partitions):
+            log.warning(
+                "stage 2: stage-1 partition %d has not moved its closing mark for %.0f s while "
+                "others are ahead: closing without it (its later node minutes for closed "
+                "minutes are dropped); see --max-source-skew",
+                p,
+                self.max_source_skew_s,
+            )
+        stage.exclude_partitions(excluded)
 
     def forward(self, run: PartitionRun) -> None:
         for item in run.stage.drain():

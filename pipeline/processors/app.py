@@ -49,6 +49,9 @@ class WorkerConfig:
     data_dir: Path | None = None
     store: str = "rocksdb://"
     lateness_s: float = 120.0
+    #: How long (wall clock) a stage-1 source that stopped moving while another is ahead holds
+    #: closing back (`StageAgent.after_batch`).
+    max_source_skew_s: float = 600.0
     session_timeout_s: float = 30.0
     #: How the Faust clients and the topic admin connect (None: PLAINTEXT).
     security: KafkaSecurity | None = None
@@ -147,6 +150,7 @@ def create_app(config: WorkerConfig) -> WorkerApp:
         "metrics": metrics,
         "prefix": prefix,
         "lateness_s": config.lateness_s,
+        "max_source_skew_s": config.max_source_skew_s,
     }
     stage_one = StageOneAgent(
         app,

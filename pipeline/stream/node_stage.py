@@ -30,7 +30,6 @@ import msgspec
 
 from pipeline.contracts.codec import encode
 from pipeline.contracts.outputs import LateEvent, NodeMinute, PartitionMark
-from pipeline.contracts.partitioning import partition_for
 from pipeline.contracts.records import NodeSample, RequestLog
 from pipeline.fleet.model import Fleet, Node
 from pipeline.metrics.carbon import embodied_g_per_minute
@@ -64,6 +63,9 @@ MAX_REQUESTS_PER_MINUTE = 5_000_000
 MAX_COVERED_MS = 1000 * MINUTE_MS
 
 NowMs = Callable[[], int | None]
+#: The input streams of a partition, each with its own watermark (the names drivers pass as
+#: `source`): a minute closes when every one of them has passed it.
+SOURCES = ("node", "request")
 
 
 def no_clock() -> int | None:
@@ -123,7 +125,12 @@ class NodeStageState(msgspec.Struct, kw_only=True):
 
     partition: int
     partitions: int
+    #: The partition's clock: `max_event_ms` over every source, `closed_before_ms` the minimum
+    #: over the sources' own clocks (the combined watermark).
     clock: Clock
+    #: One clock per source (`SOURCES`): a stream running behind the other holds closing back
+    #: instead of becoming late wholesale.
+    sources: dict[str, Clock] = msgspec.field(default_factory=dict)
     minutes: dict[int, MinuteAcc] = msgspec.field(default_factory=dict)
     offsets: dict[str, int] = msgspec.field(default_factory=dict)
 
@@ -147,9 +154,14 @@ class NodeStage:
         lateness_s: float = 120.0,
         state: NodeStageState | None = None,
         now_ms: NowMs = no_clock,
+        sources: tuple[str, ...] = SOURCES,
     ) -> None:
         self.fleet = fleet
         self.now_ms = now_ms
+        #: Sources whose watermark closing waits for, and those the driver stopped waiting for
+        #: (`exclude`: silent or too far behind for its skew bound; never decided in here).
+        self.expected = sources
+        self.excluded: frozenset[str] = frozenset()
         self.state = state or NodeStageState(
             partition=partition,
             partitions=partitions,
@@ -160,11 +172,6 @@ class NodeStage:
         self.duplicate_samples = 0
         self.duplicate_requests = 0
         self._latency_threshold = {s.service: s.slo.latency_threshold_ms for s in fleet.services}
-        self._nodes: list[Node] = sorted(
-            (n for n in fleet.nodes if partition_for(n.node_id.encode(), partitions) == partition),
-            key=lambda n: n.node_id,
-        )
-        self._node_ids = {n.node_id for n in self._nodes}
         self._node_site = {n.node_id: n.site_id for n in fleet.nodes}
         self._service_team = {s.service: s.team for s in fleet.services}
         limits = fleet.plausibility
@@ -205,8 +212,9 @@ class NodeStage:
         if max_ms is None or observed_ms > max_ms + self._horizon_ms:
             future_check(observed_ms, max_ms, self.now_ms, self._horizon_ms, "observed_at")
         parts = list(split_sample(observed_ms, sample.interval_s, sample.power_w))
+        closed = self._closed_before(source)
         end_minute = parts[-1][0] if parts else None
-        if end_minute is not None and not clock.is_closed(end_minute):
+        if end_minute is not None and (closed is None or end_minute >= closed):
             end_acc = self.state.minutes.get(end_minute)
             end_node = end_acc.nodes.get(node.node_id) if end_acc is not None else None
             if end_node is not None and observed_ms in end_node.sample_ends:
@@ -222,7 +230,7 @@ class NodeStage:
                 )
         late_uwh = 0
         for minute, uwh, covered in parts:
-            if clock.is_closed(minute):
+            if closed is not None and minute < closed:
                 late_uwh += uwh
                 continue
             acc = self._minute(minute).nodes.get(node.node_id)
@@ -235,7 +243,7 @@ class NodeStage:
             if minute == end_minute:
                 acc.sample_ends.append(observed_ms)
         start_ms = observed_ms - round(sample.interval_s * 1000)
-        if late_uwh:
+        if late_uwh and closed is not None:  # energy is late only where minutes closed
             self._late(
                 source,
                 offset,
@@ -244,8 +252,9 @@ class NodeStage:
                 raw or encode(sample),
                 "sample interval overlaps closed minutes",
                 late_uwh / UWH_PER_WH,
+                closed,
             )
-        self._advance(start_ms)
+        self._advance(source, start_ms)
 
     def on_request(
         self, req: RequestLog, *, source: str = "request", offset: int = -1, raw: bytes = b""
@@ -260,10 +269,12 @@ class NodeStage:
         max_ms = clock.max_event_ms
         if max_ms is None or finished_ms > max_ms + self._horizon_ms:
             future_check(finished_ms, max_ms, self.now_ms, self._horizon_ms, "finished_at")
-        if clock.closed_before_ms is not None and minute < clock.closed_before_ms:
+        closed = self._closed_before(source)
+        if closed is not None and minute < closed:
             reason = "request finished in a closed minute"
-            self._late(source, offset, req.node_id, finished_ms, raw or encode(req), reason, None)
-            self._advance(finished_ms)
+            raw = raw or encode(req)
+            self._late(source, offset, req.node_id, finished_ms, raw, reason, None, closed)
+            self._advance(source, finished_ms)
             return
         minute_acc = self.state.minutes.get(minute) or self._minute(minute)
         request_ids = minute_acc.request_ids
@@ -292,8 +303,9 @@ class NodeStage:
         acc.bytes_in += req.bytes_in
         acc.bytes_out += req.bytes_out
         acc.latency.add(latency)
-        if clock.max_event_ms is None or finished_ms > clock.max_event_ms:
-            self._advance(finished_ms)
+        own = self.state.sources.get(source)
+        if own is None or own.max_event_ms is None or finished_ms > own.max_event_ms:
+            self._advance(source, finished_ms)
 
     def flush(self) -> None:
         """Close every open minute (end of a bounded input, e.g. the embedded demo)."""
@@ -347,13 +359,71 @@ class NodeStage:
             acc = self.state.minutes[minute] = MinuteAcc()
         return acc
 
-    def _advance(self, event_ms: int) -> None:
-        if self.state.clock.observe(event_ms):
-            closed_before = self.state.clock.closed_before_ms
-            assert closed_before is not None
-            for minute in sorted(m for m in self.state.minutes if m < closed_before):
-                self._close(minute)
-            self._mark()
+    def exclude(self, sources: frozenset[str]) -> None:
+        """The driver's decision (wall clock, caught-up positions) to stop waiting for
+        `sources`: their records for minutes the others close become late events."""
+        if sources != self.excluded:
+            self.excluded = sources
+            self._close_to(self._combined())
+
+    def source_watermarks(self) -> dict[str, int | None]:
+        """Each expected source's watermark (max event time - lateness; None before its
+        first record)."""
+        out: dict[str, int | None] = {}
+        for name in self.expected:
+            c = self.state.sources.get(name)
+            out[name] = (
+                None if c is None or c.max_event_ms is None else c.max_event_ms - c.lateness_ms
+            )
+        return out
+
+    def _advance(self, source: str, event_ms: int) -> None:
+        part = self.state.clock
+        if part.max_event_ms is None or event_ms > part.max_event_ms:
+            part.max_event_ms = event_ms
+        own = self.state.sources.get(source)
+        if own is None:
+            own = self.state.sources[source] = Clock(lateness_ms=part.lateness_ms)
+            own.observe(event_ms)
+        elif not own.observe(event_ms):
+            return
+        self._close_to(self._combined())
+
+    def _closed_before(self, source: str) -> int | None:
+        """Minutes before this are closed for `source`'s records: its own watermark judges
+        its lateness (the other streams' order cannot make it late), and the partition's
+        closing, which passes it only when the driver excluded `source`."""
+        own = self.state.sources.get(source)
+        mine = own.closed_before_ms if own is not None else None
+        part = self.state.clock.closed_before_ms
+        if mine is None:
+            return part
+        return mine if part is None or mine > part else part
+
+    def _combined(self) -> int | None:
+        """The minimum of the waited-for sources' `closed_before` (None while one of them has
+        no record yet); if the driver excluded every source, the ones seen decide."""
+        clocks = self.state.sources
+        needed = [name for name in self.expected if name not in self.excluded] or list(clocks)
+        combined: int | None = None
+        for name in needed:
+            c = clocks.get(name)
+            if c is None or c.closed_before_ms is None:
+                return None
+            if combined is None or c.closed_before_ms < combined:
+                combined = c.closed_before_ms
+        return combined
+
+    def _close_to(self, closed_before: int | None) -> None:
+        part = self.state.clock
+        if closed_before is None or (
+            part.closed_before_ms is not None and closed_before <= part.closed_before_ms
+        ):
+            return
+        part.closed_before_ms = closed_before
+        for minute in sorted(m for m in self.state.minutes if m < closed_before):
+            self._close(minute)
+        self._mark()
 
     def _mark(self) -> None:
         closed_before = self.state.clock.closed_before_ms
@@ -375,9 +445,8 @@ class NodeStage:
         raw: bytes,
         reason: str,
         late_wh: float | None,
+        closed_before: int,
     ) -> None:
-        closed_before = self.state.clock.closed_before_ms
-        assert closed_before is not None
         self.outputs.append(
             LateEvent(
                 key=f"{source}|{self.state.partition}|{offset}|{key}|{event_ms}",
@@ -397,48 +466,70 @@ class NodeStage:
         acc = self.state.minutes.pop(minute)
         start = _iso(minute)
         stamp = start.isoformat().replace("+00:00", "Z")
-        # The partition's fleet nodes (so silent nodes still carry their embodied carbon) plus
-        # any node whose records arrived here although its key hashes elsewhere.
-        seen = (acc.nodes.keys() | acc.services.keys()) - self._node_ids
-        for node in [*self._nodes, *(self.fleet.node_by_id[n] for n in sorted(seen))]:
-            self._close_node(node, acc, start, stamp)
-
-    def _close_node(self, node: Node, acc: MinuteAcc, start: datetime, stamp: str) -> None:
-        energy = acc.nodes.get(node.node_id) or NodeAcc()
-        services = acc.services.get(node.node_id, {})
-        busy = {name: ServiceBusy(name, s.team, s.busy_us) for name, s in services.items()}
-        node_wh = energy.energy_uwh / UWH_PER_WH
-        embodied = self._embodied[node.node_id]
-        coverage = energy.covered_ms / MINUTE_MS
-        for row in attribute(energy.energy_uwh, energy.covered_ms, node.idle_power_w, busy):
-            s = services.get(row.service)
-            if node_wh > 0:
-                row_embodied = embodied * row.share
-            else:
-                row_embodied = embodied if row.service == IDLE_SERVICE else 0.0
-            self.outputs.append(
-                NodeMinute(
-                    key=f"{stamp}|{node.node_id}|{row.service}",
-                    window_start=start,
-                    site_id=node.site_id,
-                    rack_id=node.rack_id,
-                    node_id=node.node_id,
-                    service=row.service,
-                    team=row.team,
-                    requests=s.requests if s else 0,
-                    errors_5xx=s.errors_5xx if s else 0,
-                    slow=s.slow if s else 0,
-                    busy_ms=s.busy_us / 1000 if s else 0.0,
-                    bytes_in=s.bytes_in if s else 0,
-                    bytes_out=s.bytes_out if s else 0,
-                    it_energy_wh=row.energy_wh,
-                    node_energy_wh=node_wh,
-                    coverage=coverage,
-                    embodied_gco2e=row_embodied,
-                    max_inlet_c=energy.max_inlet_c,
-                    latency=msgspec.to_builtins(s.latency.to_wire())
-                    if s and s.latency.count
-                    else None,
-                    partition=self.state.partition,
+        # Only the nodes whose records arrived here: on which partition a node's records arrive
+        # is the producer's choice (librdkafka's CRC32, murmur2, ...), so the rows of silent
+        # nodes (no sample, no request: embodied carbon only) come from stage 2, which sees the
+        # whole fleet.
+        by_id = self.fleet.node_by_id
+        for node_id in sorted(acc.nodes.keys() | acc.services.keys()):
+            node = by_id[node_id]
+            self.outputs.extend(
+                node_minute_rows(
+                    node,
+                    acc.nodes.get(node_id) or NodeAcc(),
+                    acc.services.get(node_id, {}),
+                    start,
+                    stamp,
+                    self._embodied[node_id],
+                    self.state.partition,
                 )
             )
+
+
+def node_minute_rows(
+    node: Node,
+    energy: NodeAcc,
+    services: dict[str, ServiceAcc],
+    start: datetime,
+    stamp: str,
+    embodied_g: float,
+    partition: int,
+) -> list[NodeMinute]:
+    """The closed rows of one node in one minute: its energy attributed to services by busy
+    time, the rest idle; embodied carbon shared the same way (all on the idle row of a node
+    that drew nothing). A node with neither samples nor requests gets one idle row."""
+    busy = {name: ServiceBusy(name, s.team, s.busy_us) for name, s in services.items()}
+    node_wh = energy.energy_uwh / UWH_PER_WH
+    coverage = energy.covered_ms / MINUTE_MS
+    out: list[NodeMinute] = []
+    for row in attribute(energy.energy_uwh, energy.covered_ms, node.idle_power_w, busy):
+        s = services.get(row.service)
+        if node_wh > 0:
+            row_embodied = embodied_g * row.share
+        else:
+            row_embodied = embodied_g if row.service == IDLE_SERVICE else 0.0
+        out.append(
+            NodeMinute(
+                key=f"{stamp}|{node.node_id}|{row.service}",
+                window_start=start,
+                site_id=node.site_id,
+                rack_id=node.rack_id,
+                node_id=node.node_id,
+                service=row.service,
+                team=row.team,
+                requests=s.requests if s else 0,
+                errors_5xx=s.errors_5xx if s else 0,
+                slow=s.slow if s else 0,
+                busy_ms=s.busy_us / 1000 if s else 0.0,
+                bytes_in=s.bytes_in if s else 0,
+                bytes_out=s.bytes_out if s else 0,
+                it_energy_wh=row.energy_wh,
+                node_energy_wh=node_wh,
+                coverage=coverage,
+                embodied_gco2e=row_embodied,
+                max_inlet_c=energy.max_inlet_c,
+                latency=msgspec.to_builtins(s.latency.to_wire()) if s and s.latency.count else None,
+                partition=partition,
+            )
+        )
+    return out

@@ -2,10 +2,15 @@
 with facility energy and carbon, site minutes (PUE, CUE, WUE), SLO burn rates and alerts.
 
 Its inputs come from several topics whose relative arrival order is not fixed, so a minute
-closes only when every source has passed it: every stage-1 partition has marked it closed, the
-facility meters' watermark has passed its end, and each grid zone has a value starting at or
-after it (or has been silent for 2 h of event time, when the static fallback applies). Rows are
-sorted by their natural key before any sum, so outputs do not depend on arrival order.
+closes only when every source it needs has passed it. SLO burn rates, their alerts and thermal
+rows need requests and inlet temperatures only: they close as soon as every stage-1 partition
+has marked the minute closed. Energy and site minutes (and budgets) also need the facility
+meters' watermark past the minute's end (a silent facility feed holds them back 30 min at most)
+and, for each grid zone, a value valid for the minute (`valid_from <= minute < valid_to`) or
+one starting after it, or 2 h of event time without grid values (the static fallback applies).
+Rows are sorted by their natural key before any sum, so outputs do not depend on arrival
+order. (Grid points that overlap are the one exception: the first known value valid for a
+minute closes it, so a later overlapping revision is not applied to it.)
 
 Facility meters and grid points are checked before they change any state (as in stage 1): a
 site or grid zone the fleet does not know, or an event time far past both its stream and the
@@ -25,6 +30,7 @@ from pipeline.contracts.partitioning import partition_for
 from pipeline.contracts.records import FacilitySample, GridIntensity
 from pipeline.fleet.model import Fleet, Site
 from pipeline.metrics import carbon
+from pipeline.metrics.carbon import embodied_g_per_minute
 from pipeline.metrics.energy import IDLE_SERVICE, MINUTE_MS, UWH_PER_WH, epoch_ms, split_sample
 from pipeline.metrics.sketch import LatencySketch, SketchWire
 from pipeline.metrics.slo import (
@@ -38,7 +44,14 @@ from pipeline.metrics.slo import (
 )
 from pipeline.stream.clock import Clock, already_applied
 from pipeline.stream.errors import ImplausibleValueError, UnknownReferenceError
-from pipeline.stream.node_stage import MAX_COVERED_MS, NowMs, future_check, no_clock
+from pipeline.stream.node_stage import (
+    MAX_COVERED_MS,
+    NodeAcc,
+    NowMs,
+    future_check,
+    no_clock,
+    node_minute_rows,
+)
 
 Output = EnergyMinute | SiteMinute | SloBurn | AlertEvent
 
@@ -73,6 +86,8 @@ class SiteStageState(msgspec.Struct, kw_only=True):
     rows: dict[int, list[NodeMinute]] = msgspec.field(default_factory=dict)
     first_minute: int | None = None
     closed_before_ms: int | None = None
+    #: Minutes before this had their SLO and thermal rows (those need stage 1 only).
+    requests_closed_before_ms: int | None = None
     slo: dict[str, bytes] = msgspec.field(default_factory=dict)
     thermal: dict[str, bytes] = msgspec.field(default_factory=dict)
     budgets: dict[str, bytes] = msgspec.field(default_factory=dict)
@@ -112,14 +127,20 @@ class SiteStage:
         limits = fleet.plausibility
         self._horizon_ms = round(limits.max_future_s * 1000)
         self._grid_horizon_ms = round(limits.grid_max_future_s * 1000)
-        self._zones = {s.grid_zone for s in fleet.sites} | set(fleet.grid_fallback_gco2e_per_kwh)
+        self._embodied = {
+            n.node_id: embodied_g_per_minute(n.embodied_kgco2e, n.lifetime_years)
+            for n in fleet.nodes
+        }
+        self._site_zones = sorted({s.grid_zone for s in fleet.sites})
+        self._zones = set(self._site_zones) | set(fleet.grid_fallback_gco2e_per_kwh)
         self.state = state or SiteStageState(
             facility_clock=Clock(lateness_ms=round(lateness_s * 1000))
         )
         self.outputs: list[Output] = []
+        #: Stage-1 partitions the driver stopped waiting for (`exclude_partitions`).
+        self.excluded_partitions: frozenset[int] = frozenset()
         #: Facility readings delivered again and dropped (not persisted: for the metrics).
         self.duplicate_samples = 0
-        self._needed: dict[int, set[int]] = {}
         self._slo: dict[str, SloTracker] = {
             k: SloTracker.from_bytes(v) for k, v in self.state.slo.items()
         }
@@ -241,21 +262,36 @@ class SiteStage:
     def flush(self) -> None:
         """Close every pending minute (end of a bounded input, e.g. the embedded demo)."""
         for minute in sorted(self.state.rows):
+            self._close_requests(minute)
             self._close(minute)
 
     # -- closing -------------------------------------------------------------------------------
+    def exclude_partitions(self, partitions: frozenset[int]) -> None:
+        """The driver's decision (wall clock) to stop waiting for these stage-1 partitions:
+        silent, or behind the others for longer than its skew bound."""
+        if partitions != self.excluded_partitions:
+            self.excluded_partitions = partitions
+            self._close_ready()
+
     def _stage_one_closed_before(self) -> int | None:
+        """Every stage-1 partition must have marked a minute closed (any of them may hold any
+        node's records: the producers partition), but those the driver excluded."""
         parts = self.state.partitions
         if parts is None:
             return None
-        needed = self._needed.get(parts)
-        if needed is None:  # the stage-1 partitions that have nodes, once per partition count
-            needed = self._needed[parts] = {
-                partition_for(n.node_id.encode(), parts) for n in self.fleet.nodes
-            }
-        if not needed <= self.state.marks.keys():
-            return None
-        return min(self.state.marks[p] for p in needed)
+        marks = self.state.marks
+        closed: int | None = None
+        for p in range(parts):
+            if p in self.excluded_partitions:
+                continue
+            mark = marks.get(p)
+            if mark is None:
+                return None
+            if closed is None or mark < closed:
+                closed = mark
+        if closed is None:  # every partition excluded: the ones that marked decide
+            return max(marks.values(), default=None)
+        return closed
 
     def _ready(self, minute: int, upstream: int) -> bool:
         if minute >= upstream:
@@ -265,10 +301,13 @@ class SiteStage:
             upstream - (facility_before or self.state.first_minute or upstream) <= FACILITY_WAIT_MS
         ):
             return False
-        for zone in {s.grid_zone for s in self.fleet.sites}:
+        for zone in self._site_zones:
             last_from = self.state.grid_last_from.get(zone)
             if last_from is not None and last_from >= minute:
                 continue
+            history = self.state.grid.get(zone)
+            if history is not None and history.covers(minute):
+                continue  # the value for this minute is in: no need to wait for the next one
             last_to = self.state.grid_last_to.get(zone, self.state.first_minute or upstream)
             if upstream - last_to <= GRID_WAIT_MS:
                 return False
@@ -279,13 +318,50 @@ class SiteStage:
         if upstream is None:
             return
         for minute in sorted(self.state.rows):
+            if minute >= upstream:
+                break
+            self._close_requests(minute)
+        for minute in sorted(self.state.rows):
             if not self._ready(minute, upstream):
                 break
             self._close(minute)
 
+    def _minute_rows(self, minute: int) -> list[NodeMinute]:
+        """The minute's stage-1 rows, one per key (a failover may re-emit one), in key order."""
+        unique = {row.key: row for row in self.state.rows.get(minute, [])}
+        return [unique[key] for key in sorted(unique)]
+
+    def _with_silent_nodes(self, minute: int, rows: list[NodeMinute]) -> list[NodeMinute]:
+        """`rows` plus an idle row for every fleet node no stage-1 partition reported (no
+        sample, no request): its embodied carbon is still spent."""
+        reported = {row.node_id for row in rows}
+        silent = [n for n in self.fleet.nodes if n.node_id not in reported]
+        if not silent:
+            return rows
+        start = _iso(minute)
+        stamp = _stamp(minute)
+        parts = self.state.partitions or 1
+        rows = list(rows)
+        for node in silent:
+            partition = partition_for(node.node_id.encode(), parts)
+            embodied = self._embodied[node.node_id]
+            rows.extend(node_minute_rows(node, NodeAcc(), {}, start, stamp, embodied, partition))
+        return sorted(rows, key=lambda r: r.key)
+
+    def _close_requests(self, minute: int) -> None:
+        """SLO burn, alerts and thermal rows of `minute`: they need stage 1 only, so they never
+        wait for meters or the grid (a fast-burn page must fire within minutes)."""
+        done = self.state.requests_closed_before_ms
+        if done is not None and minute < done:
+            return
+        rows = self._minute_rows(minute)
+        self.state.requests_closed_before_ms = minute + MINUTE_MS
+        self._slo_minute(minute, rows)
+        self._thermal_minute(minute, rows)
+
     def _close(self, minute: int) -> None:
-        unique = {row.key: row for row in self.state.rows.pop(minute)}
-        rows = [unique[key] for key in sorted(unique)]
+        rows = self._with_silent_nodes(minute, self._minute_rows(minute))
+        del self.state.rows[minute]
         facility = self.state.facility.pop(minute, {})
         for old in [m for m in self.state.facility if m < minute]:
             del self.state.facility[old]
@@ -297,8 +373,6 @@ class SiteStage:
         for site in self.fleet.sites:
             meters = facility.get(site.site_id)
             self._close_site(site, minute, by_site.get(site.site_id, []), meters, team_kwh)
-        self._slo_minute(minute, rows)
-        self._thermal_minute(minute, rows)
         self._budget_minute(minute, team_kwh)
 
     def _close_site(

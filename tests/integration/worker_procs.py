@@ -63,8 +63,10 @@ class Worker:
         *,
         store: str = "memory://",
         session_timeout_s: float = 10.0,
+        max_source_skew_s: float | None = None,
     ) -> None:
         self.name = name
+        self.max_source_skew_s = max_source_skew_s
         self.bootstrap = bootstrap
         self.prefix = prefix
         self.state_dir = state_dir
@@ -87,6 +89,8 @@ class Worker:
             "--session-timeout-s", str(self.session_timeout_s),
             "--loglevel", "info",
         ]  # fmt: skip
+        if self.max_source_skew_s is not None:
+            cmd += ["--max-source-skew", str(self.max_source_skew_s)]
         self.starts += 1
         with self.log_path.open("ab") as log:
             log.write(f"\n===== start #{self.starts}: {' '.join(cmd)}\n".encode())

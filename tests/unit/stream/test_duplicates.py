@@ -79,15 +79,19 @@ def test_a_sample_with_the_same_time_but_another_node_is_not_a_duplicate() -> No
 def test_a_copy_after_its_minute_closed_is_a_late_event_not_a_second_count() -> None:
     node_id = partition_nodes(0)[0]
     first = request(node_id, T12 + timedelta(seconds=5), "auth", 10.0)
-    later = sample(node_id, T12 + timedelta(minutes=4), 200.0)  # watermark 12:03:30 - 120 s
+    # both streams at 12:04: their watermarks (12:03:30 and 12:04 - 120 s) close 12:00 and 12:01
+    later = [
+        sample(node_id, T12 + timedelta(minutes=4), 200.0),
+        request(node_id, T12 + timedelta(minutes=4), "auth", 10.0),
+    ]
     stage = NodeStage(fleet(), 0, PARTITIONS)
-    feed(stage, [first, later, first])
+    feed(stage, [first, *later, first])
     outputs = stage.drain()
     assert stage.duplicate_requests == 0
     assert [o.reason for o in outputs if isinstance(o, LateEvent)] == [
         "request finished in a closed minute"
     ]
-    assert sum(r.requests for r in rows_of(outputs)) == 1
+    assert sum(r.requests for r in rows_of(outputs)) == 1  # 12:00 closed with one request
 
 
 @settings(max_examples=40, deadline=None)

@@ -107,8 +107,9 @@ def test_hand_computed_node_minute() -> None:
             request(node_id, T12 + timedelta(seconds=40), "checkout-api", 301.0, status=503),
             request(node_id, T12 + timedelta(seconds=50), "fraud-score", 200.0),
             sample(node_id, T12 + timedelta(seconds=60), 200.0),
-            # the watermark must pass 12:01 + 120 s lateness to close 12:00
+            # both streams' watermarks must pass 12:01 + 120 s lateness to close 12:00
             sample(node_id, T12 + timedelta(minutes=3, seconds=31), 150.0),
+            request(node_id, T12 + timedelta(minutes=3, seconds=31), "auth", 10.0),
         ],
     )
     rows = [r for r in rows_of(stage.drain()) if r.node_id == node_id]
@@ -132,25 +133,28 @@ def test_hand_computed_node_minute() -> None:
     assert rows[0].key == f"2026-03-02T12:00:00Z|{node_id}|checkout-api"
 
 
-def test_silent_partition_nodes_get_an_idle_row_with_embodied_carbon() -> None:
+def test_a_partition_reports_the_nodes_whose_records_it_saw_whatever_their_key_hash() -> None:
+    """Stage 1 emits rows only for nodes it has records of - including a node murmur2 places on
+    another partition (librdkafka's CRC32 does): silent nodes are stage 2's (issue 12)."""
     nodes = partition_nodes(0)
+    elsewhere = partition_nodes(1)[0]
     stage = NodeStage(fleet(), 0, PARTITIONS)
     feed(
         stage,
         [
             sample(nodes[0], T12 + timedelta(seconds=30), 200.0),
+            sample(elsewhere, T12 + timedelta(seconds=30), 250.0),
             sample(nodes[0], T12 + timedelta(minutes=4), 200.0),
         ],
     )
+    assert rows_of(stage.drain()) == []  # the request stream has not said anything yet
+    stage.exclude(frozenset({"request"}))  # the driver stops waiting for it (its skew bound)
     rows = [r for r in rows_of(stage.drain()) if r.window_start == T12]
-    silent = [r for r in rows if r.node_id == nodes[1]]
-    assert len(silent) == 1 and silent[0].service == IDLE_SERVICE
-    assert silent[0].it_energy_wh == 0.0 and silent[0].coverage == 0.0
-    assert silent[0].embodied_gco2e == pytest.approx(embodied_g_per_minute(1500, 5))
-    every_node = {r.node_id for r in rows}
-    assert every_node == {
-        n.node_id for n in fleet().nodes if partition_for(n.node_id.encode(), PARTITIONS) == 0
-    }
+    assert {r.node_id for r in rows} == {nodes[0], elsewhere}
+    assert all(r.service == IDLE_SERVICE and r.partition == 0 for r in rows)
+    assert {r.node_id: r.node_energy_wh for r in rows} == pytest.approx(
+        {nodes[0]: 200 * 30 / 3600, elsewhere: 250 * 30 / 3600}, abs=1e-6
+    )
 
 
 def test_records_for_a_closed_minute_are_late_events_and_not_counted() -> None:
@@ -162,6 +166,8 @@ def test_records_for_a_closed_minute_are_late_events_and_not_counted() -> None:
             sample(node_id, T12 + timedelta(seconds=30), 100.0),
             # event time = interval start 12:04:30; watermark 12:02:30 closes 12:00 and 12:01
             sample(node_id, T12 + timedelta(minutes=5), 100.0),
+            # the request stream's own watermark: 12:04:40 - 120 s closes 12:00 and 12:01 too
+            request(node_id, T12 + timedelta(minutes=4, seconds=40), "auth", 5.0),
             request(node_id, T12 + timedelta(seconds=45), "checkout-api", 50.0),
             sample(node_id, T12 + timedelta(minutes=1, seconds=10), 100.0),  # (12:00:40, 12:01:10]
         ],
@@ -280,3 +286,72 @@ def test_snapshot_restore_mid_stream_gives_the_same_outputs_and_skips_replays() 
     restored.flush()
     outputs += restored.drain()
     assert sorted(rows_of(outputs), key=lambda r: r.key) == expected
+
+
+def test_a_request_stream_minutes_behind_the_node_stream_is_not_late() -> None:
+    """Per-source watermarks (issue 12): requests shipped 3 minutes behind the node samples
+    hold closing back instead of becoming late, and give the minutes of the in-step order."""
+    node_id = partition_nodes(0)[0]
+    samples: list[NodeSample | RequestLog] = [
+        sample(node_id, T12 + timedelta(seconds=30 * i), 150.0 + i) for i in range(1, 20)
+    ]
+    requests: list[NodeSample | RequestLog] = [
+        request(node_id, T12 + timedelta(seconds=7 * i + 1), "checkout-api", 20.0 + i)
+        for i in range(80)
+    ]
+    in_step = sorted(samples + requests, key=event_ms)
+    behind = samples[:12] + sorted(samples[12:] + requests, key=event_ms)  # 6 min of samples first
+    stage = NodeStage(fleet(), 0, PARTITIONS)
+    feed(stage, behind)
+    assert not [o for o in stage.drain() if isinstance(o, LateEvent)]
+    assert run(behind) == run(in_step)
+
+
+def test_an_excluded_stream_is_judged_by_the_others_and_its_records_become_late() -> None:
+    node_id = partition_nodes(0)[0]
+    stage = NodeStage(fleet(), 0, PARTITIONS)
+    feed(stage, [request(node_id, T12 + timedelta(seconds=5), "auth", 10.0)])
+    feed(stage, [sample(node_id, T12 + timedelta(minutes=6), 100.0)], first=1)
+    assert rows_of(stage.drain()) == []  # waits for the request stream (watermark 11:58:05)
+    stage.exclude(frozenset({"request"}))
+    out = stage.drain()  # the node watermark, 12:03:30, closes every minute before 12:03
+    assert {r.window_start for r in rows_of(out)} == {T12}  # the only one with records
+    assert [m.closed_before for m in out if isinstance(m, PartitionMark)] == [
+        T12 + timedelta(minutes=3)
+    ]
+    feed(stage, [request(node_id, T12 + timedelta(minutes=1), "auth", 10.0)], first=2)
+    late = [o for o in stage.drain() if isinstance(o, LateEvent)]
+    assert [(e.reason, e.closed_before) for e in late] == [
+        ("request finished in a closed minute", T12 + timedelta(minutes=3))
+    ]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    shuffle=st.integers(0, 10_000),
+    picks=st.lists(st.booleans(), max_size=600),
+)
+def test_any_interleaving_of_the_two_streams_gives_identical_minutes(
+    seed: int, shuffle: int, picks: list[bool]
+) -> None:
+    """Each stream in its own order (within lateness), the two interleaved in any way at all
+    - one entirely before the other (a backfill), in bursts, alternating: the same minutes,
+    and no late events (issue 12: a stream running behind the other was late wholesale)."""
+    records = synthetic(seed)
+    rng = random.Random(shuffle)
+    streams = [
+        sorted(
+            (r for r in records if isinstance(r, kind)),
+            key=lambda r: event_ms(r) + rng.uniform(0, 119_999),
+        )
+        for kind in (NodeSample, RequestLog)
+    ]
+    merged: list[NodeSample | RequestLog] = []
+    it = iter(picks)
+    while streams[0] or streams[1]:
+        side = next(it, rng.random() < 0.5)
+        if not streams[side]:
+            side = not side
+        merged.append(streams[side].pop(0))
+    assert run(merged) == run(records)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import msgspec
 import pytest
 
 from pipeline.contracts import FacilitySample, GridIntensity
 from pipeline.contracts.outputs import EnergyMinute, NodeMinute, PartitionMark, SiteMinute, SloBurn
 from pipeline.fleet import load_fleet
+from pipeline.metrics.carbon import embodied_g_per_minute
+from pipeline.metrics.slo import AlertEvent
 from pipeline.stream.site_stage import SiteStage
 
 T12 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
@@ -79,10 +82,14 @@ def test_hand_computed_minute_and_close_conditions() -> None:
     stage.on_grid(grid("MX", 500.0))
     stage.on_grid(grid("BR", 100.0))
     stage.on_stage_one(marks(T12 + timedelta(minutes=1)))
-    assert stage.drain() == []  # the facility watermark has not passed 12:01 yet
+    # SLO burn, alerts and thermal need stage 1 only: they are out at once; energy and site
+    # minutes wait, for the facility watermark has not passed 12:01 yet
+    early = stage.drain()
+    assert {type(o) for o in early} == {SloBurn, AlertEvent}
     # a later meter reading (interval start 12:03) moves the facility watermark to 12:01
     stage.on_facility(facility(T12 + timedelta(minutes=4), 6000.0, 4000.0, 1500.0))
     out = stage.drain()
+    assert {type(o) for o in out} == {EnergyMinute, SiteMinute}
     site = next(o for o in out if isinstance(o, SiteMinute) and o.site_id == "bog1")
     assert site.pue == pytest.approx(1.5) and site.pue_source == "metered"
     assert site.facility_energy_wh == pytest.approx(100.0)
@@ -97,13 +104,13 @@ def test_hand_computed_minute_and_close_conditions() -> None:
     assert energy.it_wh_per_request == pytest.approx(2.5)
     burn = next(
         o
-        for o in out
+        for o in early
         if isinstance(o, SloBurn) and o.service == "checkout-api" and o.site_id == "bog1"
     )
     # 1 of 4 failed against a 99.9 % target: burn = 0.25 / 0.001 = 250 in every window
     assert burn.availability_burn["5m"] == pytest.approx(250.0)
     assert burn.availability_burn["3d"] == pytest.approx(250.0)
-    thermal = [o for o in out if getattr(o, "kind", None) == "thermal"]
+    thermal = [o for o in early if isinstance(o, AlertEvent) and o.kind == "thermal"]
     assert [(a.severity, a.state, a.node_id) for a in thermal] == [
         ("ticket", "firing", "bog1-r1-n01")
     ]  # 28.5 °C inlet is above ASHRAE's 27 °C
@@ -113,7 +120,8 @@ def test_without_meters_design_pue_and_without_grid_the_static_fallback() -> Non
     stage = SiteStage(FLEET)
     stage.on_stage_one([row(10.0, 2, 0.0)])
     stage.on_stage_one(marks(T12 + timedelta(minutes=1)))
-    assert stage.drain() == []  # waits for meters and grid ...
+    waiting = stage.drain()  # energy and site minutes wait for meters and grid ...
+    assert waiting and not any(isinstance(o, (EnergyMinute, SiteMinute)) for o in waiting)
     stage.on_stage_one(marks(T12 + timedelta(hours=2, minutes=2)))  # ... for 30 min and 2 h
     site = next(o for o in stage.drain() if isinstance(o, SiteMinute) and o.site_id == "bog1")
     assert (site.pue, site.pue_source) == (1.42, "design")
@@ -128,7 +136,7 @@ def test_stage_one_re_emissions_after_close_are_ignored() -> None:
     stage.on_facility(facility(T12 + timedelta(minutes=1), 600.0, 400.0, 0.0))
     stage.on_facility(facility(T12 + timedelta(minutes=4), 600.0, 400.0, 0.0))
     stage.on_stage_one(marks(T12 + timedelta(minutes=1)))
-    first = [o for o in stage.drain() if isinstance(o, EnergyMinute)]
+    first = [o for o in stage.drain() if isinstance(o, EnergyMinute) and o.requests]
     stage.on_stage_one([row(10.0, 2, 0.0)])  # a failover re-emits the closed minute
     assert len(first) == 1
     assert [o for o in stage.drain() if isinstance(o, EnergyMinute)] == []
@@ -151,6 +159,83 @@ def test_a_row_re_emitted_before_the_minute_closes_counts_once() -> None:
     stage.on_facility(facility(T12 + timedelta(minutes=4), 600.0, 400.0, 0.0))
     stage.on_stage_one(marks(T12 + timedelta(minutes=1)))
     out = stage.drain()
-    assert len([o for o in out if isinstance(o, EnergyMinute)]) == 1
+    assert len([o for o in out if isinstance(o, EnergyMinute) and o.requests]) == 1
     site = next(o for o in out if isinstance(o, SiteMinute) and o.site_id == "bog1")
     assert site.requests == 2 and site.node_it_energy_wh == pytest.approx(10.0)
+
+
+def grid_at(zone: str, value: float, start: datetime) -> GridIntensity:
+    return GridIntensity(
+        valid_from=start,
+        valid_to=start + timedelta(hours=1),
+        zone=zone,
+        carbon_intensity_gco2e_per_kwh=value,
+        emission_factor_type="lifecycle",
+        signal="average",
+        source="test",
+        is_estimated=False,
+    )
+
+
+def test_a_minute_closes_once_a_grid_value_valid_for_it_is_known() -> None:
+    """The hourly value that began at 12:00 is valid for 12:05: the minute does not wait for
+    the 13:00 value (issue 12: site minutes had waited for the next hourly value)."""
+    t = T12 + timedelta(minutes=5)
+    stage = SiteStage(FLEET)
+    stage.on_stage_one([msgspec.structs.replace(row(10.0, 2, 0.0), window_start=t, key=f"{t}|n")])
+    for zone, value in (("CO", 200.0), ("MX", 500.0)):
+        stage.on_grid(grid_at(zone, value, T12))
+    stage.on_facility(facility(t + timedelta(minutes=1), 600.0, 400.0, 0.0))
+    stage.on_facility(facility(t + timedelta(minutes=4), 600.0, 400.0, 0.0))
+    stage.on_stage_one(marks(t + timedelta(minutes=1)))
+    assert not [o for o in stage.drain() if isinstance(o, SiteMinute)]  # BR has no value yet
+    stage.on_grid(grid_at("BR", 100.0, T12 - timedelta(hours=1)))  # 11:00-12:00: not for 12:05
+    assert not [o for o in stage.drain() if isinstance(o, SiteMinute)]
+    stage.on_grid(grid_at("BR", 100.0, T12))
+    sites = [o for o in stage.drain() if isinstance(o, SiteMinute)]
+    assert [(o.window_start, o.intensity_source) for o in sites if o.site_id == "bog1"] == [
+        (t, "grid")
+    ]
+    assert {o.site_id for o in sites} == {"bog1", "mex1", "sao1"}
+
+
+def test_slo_burn_and_alerts_do_not_wait_for_a_silent_grid_or_meter() -> None:
+    """No grid value and no meter reading at all: every SLO burn row and page alert of a
+    minute is out as soon as stage 1 closed it, while its energy rows wait."""
+    bad = msgspec.structs.replace(row(1.0, 100, 0.0), errors_5xx=100)  # an outage: all 5xx
+    stage = SiteStage(FLEET)
+    stage.on_stage_one([bad])
+    stage.on_stage_one(marks(T12 + timedelta(minutes=1)))
+    out = stage.drain()
+    pages = [o for o in out if isinstance(o, AlertEvent) and o.severity == "page"]
+    assert pages and all(p.state == "firing" for p in pages)
+    burn = [o for o in out if isinstance(o, SloBurn) and o.service == "checkout-api"]
+    assert {b.site_id for b in burn} >= {"bog1"} and not any(
+        isinstance(o, (EnergyMinute, SiteMinute)) for o in out
+    )
+    # later, the same minute's energy rows close; its SLO rows are not emitted twice
+    stage.on_stage_one(marks(T12 + timedelta(hours=2, minutes=2)))
+    later = stage.drain()
+    assert any(isinstance(o, EnergyMinute) for o in later)
+    assert not any(isinstance(o, SloBurn) for o in later)
+
+
+def test_silent_nodes_get_an_idle_row_with_embodied_carbon_from_stage_two() -> None:
+    """Stage 1 reports the nodes whose records it saw (whatever partition the producer chose);
+    stage 2 adds, for every other fleet node, the idle row: no energy, its embodied carbon."""
+    stage = SiteStage(FLEET)
+    for zone in ("CO", "MX", "BR"):
+        stage.on_grid(grid(zone, 100.0))
+    stage.on_stage_one([row(10.0, 2, 0.5)])
+    stage.on_stage_one(marks(T12 + timedelta(hours=2, minutes=2)))  # no meters: design PUE
+    energy = [o for o in stage.drain() if isinstance(o, EnergyMinute) and o.window_start == T12]
+    assert {o.node_id for o in energy} == {n.node_id for n in FLEET.nodes}
+    silent = [o for o in energy if o.node_id != "bog1-r1-n01"]
+    assert all(o.service == "__idle__" and o.it_energy_wh == 0.0 for o in silent)
+    assert all(o.coverage == 0.0 and o.requests == 0 for o in silent)
+    node = FLEET.node_by_id["bog1-r2-n05"]
+    five = next(o for o in silent if o.node_id == node.node_id)
+    assert five.embodied_gco2e == pytest.approx(
+        embodied_g_per_minute(node.embodied_kgco2e, node.lifetime_years)
+    )
+    assert five.key == f"2026-03-02T12:00:00Z|{node.node_id}|__idle__"
