@@ -79,9 +79,11 @@ def open_page(url: str, *, width: int = 1400, height: int = 1000) -> Iterator[Br
             loaded = BrowserPage(page)
             page.on(
                 "console",
-                lambda msg: loaded.errors.append(f"console.{msg.type}: {msg.text}")
-                if msg.type == "error"
-                else None,
+                lambda msg: (
+                    loaded.errors.append(f"console.{msg.type}: {msg.text}")
+                    if msg.type == "error"
+                    else None
+                ),
             )
             page.on("pageerror", lambda exc: loaded.errors.append(f"pageerror: {exc}"))
             page.goto(url, wait_until="load")

@@ -495,6 +495,7 @@ class StageOneAgent(StageAgent):
     def __init__(self, *args: Any, partitions: int, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.partitions = partitions
+        self._source_topic = {s.name: s.topic for s in self.sources}
         self._warned: set[tuple[str, int]] = set()
         self._node = decoder(NodeSample).decode
         self._request = decoder(RequestLog).decode
@@ -596,6 +597,9 @@ class StageOneAgent(StageAgent):
         closed = clock.closed_before_ms
         return {
             "source_watermarks": {k: _iso(v) for k, v in stage.source_watermarks().items()},
+            "source_watermark_ms": {
+                self._source_topic[k]: v for k, v in stage.source_watermarks().items()
+            },
             "waiting_for": sorted(set(stage.expected) - stage.excluded),
             "open_minutes": len(stage.state.minutes),
             "watermark_ms": watermark,
@@ -612,6 +616,7 @@ class StageTwoAgent(StageAgent):
 
     def __init__(self, *args: Any, pue_table: Any, grid_table: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._split_warned: set[str] = set()
         self.pue_table = pue_table
         self.grid_table = grid_table
         self._stage_one = msgspec.json.Decoder(StageOne).decode
@@ -684,6 +689,21 @@ class StageTwoAgent(StageAgent):
         stage.exclude_partitions(excluded)
 
     def forward(self, run: PartitionRun) -> None:
+        stage: SiteStage = run.stage
+        if stage.split_node_minutes:
+            self.metrics.split_nodes.inc(stage.split_node_minutes)
+            stage.split_node_minutes = 0
+            for node_id, partitions in sorted(stage.split_nodes.items()):
+                if node_id not in self._split_warned:
+                    self._split_warned.add(node_id)
+                    log.warning(
+                        "node %s: its records of one minute arrived on stage-1 partitions %s; "
+                        "its energy cannot be attributed to its requests. Produce node "
+                        "telemetry and request logs keyed by node_id (any partitioner).",
+                        node_id,
+                        sorted(partitions),
+                    )
+            stage.split_nodes.clear()
         for item in run.stage.drain():
             self.sink.add(item)
             if isinstance(item, SiteMinute):

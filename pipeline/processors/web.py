@@ -65,6 +65,12 @@ class WorkerMetrics:
             ["topic"],
             registry=r,
         )
+        self.split_nodes = Counter(
+            "microdc_split_node_minutes",
+            "Node-minutes reported by more than one stage-1 partition: a producer spreading one "
+            "node's records over partitions (key them by node_id).",
+            registry=r,
+        )
         self.seeks = Counter(
             "microdc_seeks",
             "Consumer seeks to the position a stage's state needs.",
@@ -127,7 +133,18 @@ class StageCollector(Collector):
             "Records fetched but held back by the timestamp merge.",
             labels=["stage", "partition"],
         )
+        behind = GaugeMetricFamily(
+            "microdc_source_behind_seconds",
+            "Per stage-1 input topic-partition: event time its watermark trails the partition's "
+            "fastest source (what holds closing back; see --max-source-skew).",
+            labels=["topic", "partition"],
+        )
         for part in state["partitions"]:
+            marks = part.get("source_watermark_ms") or {}
+            known = [m for m in marks.values() if m is not None]
+            for topic, mark in marks.items():
+                if mark is not None:
+                    behind.add_metric([topic, str(part["partition"])], (max(known) - mark) / 1000)
             labels = [part["stage"], str(part["partition"])]
             open_minutes.add_metric(labels, part["open_minutes"])
             buffered.add_metric(labels, part["buffered"])
@@ -135,7 +152,7 @@ class StageCollector(Collector):
                 lag.add_metric(labels, (now_ms - part["watermark_ms"]) / 1000)
             for topic, records in part["consumer_lag"].items():
                 backlog.add_metric([topic, str(part["partition"])], records)
-        yield from (open_minutes, lag, backlog, buffered)
+        yield from (open_minutes, lag, backlog, buffered, behind)
 
 
 def install_views(app: Any, metrics: WorkerMetrics, health: Callable[[], dict[str, Any]]) -> None:

@@ -137,6 +137,10 @@ class SiteStage:
             facility_clock=Clock(lateness_ms=round(lateness_s * 1000))
         )
         self.outputs: list[Output] = []
+        #: Nodes whose minutes came from several stage-1 partitions (not persisted: for the
+        #: driver's warning and metric; see `_check_split`).
+        self.split_nodes: dict[str, set[int]] = {}
+        self.split_node_minutes = 0
         #: Stage-1 partitions the driver stopped waiting for (`exclude_partitions`).
         self.excluded_partitions: frozenset[int] = frozenset()
         #: Facility readings delivered again and dropped (not persisted: for the metrics).
@@ -331,6 +335,17 @@ class SiteStage:
         unique = {row.key: row for row in self.state.rows.get(minute, [])}
         return [unique[key] for key in sorted(unique)]
 
+    def _check_split(self, rows: list[NodeMinute]) -> None:
+        """Note nodes reported by more than one stage-1 partition in one minute: a producer
+        that spreads one node's records over partitions (unkeyed, round-robin). Their energy
+        cannot be attributed by busy time across partitions, so the driver warns and counts."""
+        seen: dict[str, int] = {}
+        for row in rows:
+            first = seen.setdefault(row.node_id, row.partition)
+            if first != row.partition:
+                self.split_nodes.setdefault(row.node_id, set()).update((first, row.partition))
+                self.split_node_minutes += 1
+
     def _with_silent_nodes(self, minute: int, rows: list[NodeMinute]) -> list[NodeMinute]:
         """`rows` plus an idle row for every fleet node no stage-1 partition reported (no
         sample, no request): its embodied carbon is still spent."""
@@ -360,7 +375,9 @@ class SiteStage:
         self._thermal_minute(minute, rows)
 
     def _close(self, minute: int) -> None:
-        rows = self._with_silent_nodes(minute, self._minute_rows(minute))
+        rows = self._minute_rows(minute)
+        self._check_split(rows)
+        rows = self._with_silent_nodes(minute, rows)
         del self.state.rows[minute]
         facility = self.state.facility.pop(minute, {})
         for old in [m for m in self.state.facility if m < minute]:

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import msgspec
-import pyarrow.dataset as pads
+import pyarrow.parquet as pq
 import pytest
 
 from pipeline.contracts import INPUT_TOPICS, TopicSpec
@@ -50,17 +50,18 @@ def valid_offsets(bootstrap: str, topics: list[TopicSpec], total: int) -> set[tu
 
 
 def landed(lake: Path) -> Counter[tuple[str, int, int]]:
+    """(topic, partition, offset) of every landed row, file by file: a lander that is running
+    (or recovering after a kill) may have created a directory with no file yet, or remove an
+    incomplete segment's files while they are listed."""
     rows: Counter[tuple[str, int, int]] = Counter()
     for dataset in BRONZE:
-        root = lake / dataset.path
-        if not root.exists():
-            continue
-        table = (
-            pads.dataset(root, format="parquet", partitioning="hive")
-            .to_table(columns=["_topic", "_partition", "_offset"])
-            .to_pydict()
-        )
-        rows.update(zip(table["_topic"], table["_partition"], table["_offset"], strict=True))
+        for path in sorted((lake / dataset.path).rglob("*.parquet")):
+            try:
+                table = pq.read_table(path, columns=["_topic", "_partition", "_offset"])
+            except FileNotFoundError:
+                continue  # removed by the lander's recovery meanwhile
+            cols = table.to_pydict()
+            rows.update(zip(cols["_topic"], cols["_partition"], cols["_offset"], strict=True))
     return rows
 
 

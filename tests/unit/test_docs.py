@@ -24,9 +24,7 @@ def test_committed_dictionary_is_current(generated: str) -> None:
     )
 
 
-def test_every_dataset_and_warehouse_object_has_a_section(
-    generated: str, tmp_path: Path
-) -> None:
+def test_every_dataset_and_warehouse_object_has_a_section(generated: str, tmp_path: Path) -> None:
     from pipeline.fleet import load_fleet
     from pipeline.lake import Lake
     from pipeline.models.build import build

@@ -57,9 +57,7 @@ def dead_letter_kinds(result: RunResult) -> Counter[tuple[bytes, str]]:
 
 
 def expected_letters(mixed: list[Envelope]) -> Counter[tuple[bytes, str]]:
-    return Counter(
-        (e.value, kind) for e in mixed if (kind := expected_of(e)) not in (None, "late")
-    )
+    return Counter((e.value, kind) for e in mixed if (kind := expected_of(e)) not in (None, "late"))
 
 
 @pytest.mark.parametrize("kind", [k.name for k in KINDS])

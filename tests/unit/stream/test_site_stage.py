@@ -239,3 +239,19 @@ def test_silent_nodes_get_an_idle_row_with_embodied_carbon_from_stage_two() -> N
         embodied_g_per_minute(node.embodied_kgco2e, node.lifetime_years)
     )
     assert five.key == f"2026-03-02T12:00:00Z|{node.node_id}|__idle__"
+
+
+def test_a_node_reported_by_two_partitions_in_one_minute_is_noted_for_the_driver() -> None:
+    """An unkeyed producer spreads a node's records over partitions: stage 2 cannot attribute
+    that node's energy across them, and says so (`split_nodes`, for a warning and a metric)."""
+    stage = SiteStage(FLEET)
+    for zone in ("CO", "MX", "BR"):
+        stage.on_grid(grid(zone, 100.0))
+    on_zero = row(10.0, 0, 0.0)
+    on_one = msgspec.structs.replace(
+        row(0.0, 2, 0.0), key=on_zero.key.replace("checkout-api", "auth"), partition=1
+    )
+    stage.on_stage_one([on_zero, on_one])
+    assert stage.split_nodes == {}
+    stage.on_stage_one(marks(T12 + timedelta(hours=2, minutes=2)))
+    assert stage.split_nodes == {"bog1-r1-n01": {0, 1}} and stage.split_node_minutes == 1
