@@ -10,7 +10,13 @@ minute the alert is stamped with to its arrival. The 120 s allowed lateness cost
 revision about three simulated minutes (the watermark must pass the minute's end plus 120 s):
 figures are also given in simulated minutes, which do not depend on the pace.
 
+Then the memory of holding back: the same feed without request logs (a dead shipper), so
+stage 1 holds every minute open until `--max-source-skew` runs out, next to the same feed with
+its request logs (nothing held): worker RSS and open minutes at the end of the feed (within
+the bound) and after the bound.
+
     python bench/bench_latency.py [--pace 1.0] [--baseline-rev 7b46223] [--bootstrap HOST:PORT]
+        [--hold-minutes 240]
 """
 
 from __future__ import annotations
@@ -42,7 +48,7 @@ from pipeline.simulate import Envelope, SimConfig, Simulator
 from pipeline.simulate.sinks import KafkaSink
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_worker import broker_for
+from bench_worker import broker_for, counter, rss_mb
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The last revision before issue 12's closing rules (SLO waited for the next grid value).
@@ -133,42 +139,65 @@ def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 90.0) 
     raise RuntimeError("worker not ready")
 
 
-def measure(
-    bootstrap: str, source: Path, feed: list[list[Envelope]], pace: float
-) -> dict[str, Any]:
-    prefix = f"lat{uuid4().hex[:8]}."
+def start_worker(
+    bootstrap: str, prefix: str, source: Path, *extra: str
+) -> tuple[subprocess.Popen[bytes], int, Any]:
     ensure_topics_sync(bootstrap, iter_topics(prefix))
     port = free_ports(1)[0]
     state = Path(tempfile.mkdtemp(prefix="microdc-bench-latency-"))
     log = (state / "worker.log").open("wb")
     cmd = [sys.executable, "-m", "pipeline.processors", "--bootstrap", bootstrap,
            "--topic-prefix", prefix, "--web-port", str(port), "--data-dir", str(state / "data"),
-           "--store", "memory://", "--loglevel", "warning"]  # fmt: skip
+           "--store", "memory://", "--loglevel", "warning", *extra]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(source)}
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=source, env=env)
-    arrivals = Arrivals(bootstrap, prefix)
+    wait_ready(port, proc)
+    return proc, port, log
+
+
+def feed_live(
+    bootstrap: str, prefix: str, feed: list[list[Envelope]], pace: float
+) -> dict[str, float]:
+    """Produce one batch per `pace` s; the wall (monotonic) time each minute was flushed."""
     flushed: dict[str, float] = {}
+
+    async def produce() -> None:
+        async with KafkaSink(bootstrap, topic_prefix=prefix) as sink:
+            for i, batch in enumerate(feed):
+                await sink.write(batch)
+                await sink.flush()
+                minute = (START + timedelta(minutes=i)).isoformat().replace("+00:00", "Z")
+                flushed[minute] = time.monotonic()
+                await asyncio.sleep(pace)
+
+    asyncio.run(produce())
+    return flushed
+
+
+def stop(proc: subprocess.Popen[bytes], log: Any) -> None:
+    proc.terminate()
     try:
-        wait_ready(port, proc)
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    log.close()
+
+
+def measure(
+    bootstrap: str, source: Path, feed: list[list[Envelope]], pace: float
+) -> dict[str, Any]:
+    prefix = f"lat{uuid4().hex[:8]}."
+    proc, _, log = start_worker(bootstrap, prefix, source)
+    arrivals = Arrivals(bootstrap, prefix)
+    try:
         arrivals.start()
-
-        async def produce() -> None:
-            async with KafkaSink(bootstrap, topic_prefix=prefix) as sink:
-                for i, batch in enumerate(feed):
-                    await sink.write(batch)
-                    await sink.flush()
-                    minute = (START + timedelta(minutes=i)).isoformat().replace("+00:00", "Z")
-                    flushed[minute] = time.monotonic()
-                    await asyncio.sleep(pace)
-
-        asyncio.run(produce())
+        flushed = feed_live(bootstrap, prefix, feed, pace)
         time.sleep(15 * pace + 5)  # the last minutes need a few more of event time: none come
     finally:
         arrivals.stop.set()
         arrivals.join(10)
-        proc.terminate()
-        proc.wait(30)
-        log.close()
+        stop(proc, log)
     lat = [arrivals.burn[m] - t for m, t in flushed.items() if m in arrivals.burn]
     closed = len(lat)
     page = None
@@ -179,6 +208,36 @@ def measure(
             page = t - flushed[key]
             break
     return {"minutes": len(flushed), "closed": closed, "burn": lat, "page": page}
+
+
+def open_minutes(port: int) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    return counter(text, "microdc_open_minutes", 'stage="stage-one"')
+
+
+def held_back(bootstrap: str, minutes: int, skew_s: float, requests: bool) -> dict[str, float]:
+    """RSS and open stage-1 minutes at the end of a fast feed of `minutes` simulated minutes
+    (within the skew bound) and once the bound has run out."""
+    config = SimConfig(start=START, minutes=minutes, seed=52, rps_scale=0.05)
+    feed = [
+        [e for e in m if requests or e.topic.name != "mdc.request-log"]
+        for m in Simulator(load_fleet(), config).minutes()
+    ]
+    prefix = f"hold{uuid4().hex[:8]}."
+    proc, port, log = start_worker(bootstrap, prefix, ROOT, "--max-source-skew", str(skew_s))
+    try:
+        started = time.monotonic()
+        before = rss_mb(proc.pid)
+        feed_live(bootstrap, prefix, feed, 0.05)
+        time.sleep(5)
+        held = {"rss_start": before, "rss_held": rss_mb(proc.pid), "open_held": open_minutes(port)}
+        time.sleep(max(0.0, skew_s - (time.monotonic() - started)) + 10)
+        held |= {"rss_after": rss_mb(proc.pid), "open_after": open_minutes(port)}
+        held["fed_s"] = time.monotonic() - started
+        return held
+    finally:
+        stop(proc, log)
 
 
 def row(label: str, figures: dict[str, Any], pace: float) -> list[str]:
@@ -202,13 +261,22 @@ def main() -> int:
     parser.add_argument("--pace", type=float, default=1.0, help="wall seconds per sim minute")
     parser.add_argument("--baseline-rev", default=BASELINE_REV)
     parser.add_argument("--bootstrap", default=os.environ.get("MICRODC_BENCH_BOOTSTRAP"))
+    parser.add_argument("--hold-minutes", type=int, default=240, help="0 skips the RSS part")
+    parser.add_argument("--hold-skew", type=float, default=60.0, help="its --max-source-skew")
+    parser.add_argument("--no-latency", action="store_true", help="only the memory part")
     args = parser.parse_args()
-    console = Console()
+    console = Console(width=150)
     bootstrap, broker = broker_for(args.bootstrap)
     base = worktree(args.baseline_rev)
     rows = []
+    held: dict[str, dict[str, float]] = {}
     try:
-        for grid in (True, False):
+        if args.hold_minutes:
+            for requests in (True, False):
+                what = "with request logs" if requests else "request logs silent"
+                console.print(f"holding back: {args.hold_minutes} minutes, {what}...")
+                held[what] = held_back(bootstrap, args.hold_minutes, args.hold_skew, requests)
+        for grid in () if args.no_latency else (True, False):
             feed = batches(grid)
             for label, source in ((args.baseline_rev, base), ("this revision", ROOT)):
                 what = "hourly grid" if grid else "grid silent"
@@ -228,7 +296,19 @@ def main() -> int:
         table.add_column(col, justify="left" if col.startswith("revision") else "right")
     for r in rows:
         table.add_row(*r)
-    console.print(table)
+    if rows:
+        console.print(table)
+    if held:
+        mem = Table(title=f"Worker memory while stage 1 holds {args.hold_minutes} simulated "
+                    f"minutes back (--max-source-skew {args.hold_skew:g})")  # fmt: skip
+        for col in ("feed", "RSS before", "RSS at end of feed", "open minutes then",
+                    "RSS after the bound", "open minutes after"):  # fmt: skip
+            mem.add_column(col, justify="left" if col == "feed" else "right")
+        for what, h in held.items():
+            mem.add_row(what, f"{h['rss_start']:.0f} MiB", f"{h['rss_held']:.0f} MiB",
+                        f"{h['open_held']:.0f}", f"{h['rss_after']:.0f} MiB",
+                        f"{h['open_after']:.0f}")  # fmt: skip
+        console.print(mem)
     return 0
 
 
