@@ -280,6 +280,24 @@ def simulate(
     _print_sim_result(result)
 
 
+FacilityWaitOpt = Annotated[
+    float,
+    typer.Option(
+        help="Event-time seconds a silent facility feed holds energy and site minutes back "
+        "(then design PUE). Worker and process must agree.",
+        min=0.0,
+    ),
+]
+GridWaitOpt = Annotated[
+    float,
+    typer.Option(
+        help="Event-time seconds a silent grid feed holds energy and site minutes back (then "
+        "the last value, or the static fallback). Worker and process must agree.",
+        min=0.0,
+    ),
+]
+
+
 @app.command()
 def process(
     in_dir: Annotated[
@@ -289,6 +307,8 @@ def process(
         Path, typer.Option("--out", help="Folder for one file per output topic.")
     ] = Path("out/stream"),
     lateness_s: Annotated[float, typer.Option(help="Allowed lateness, seconds.")] = 120.0,
+    facility_wait_s: FacilityWaitOpt = 1800.0,
+    grid_wait_s: GridWaitOpt = 7200.0,
     fleet: FleetOpt = None,
 ) -> None:
     """Run the stream core in-process (no Kafka) over JSON-lines input files.
@@ -302,7 +322,13 @@ def process(
     fleet_data = load_fleet(fleet or Settings().fleet)
     with _writing(out_dir):  # before the run, not after it: a wrong --out fails at once
         out_dir.mkdir(parents=True, exist_ok=True)
-    result = run_embedded(fleet_data, read_jsonl_dir(in_dir), lateness_s=lateness_s)
+    result = run_embedded(
+        fleet_data,
+        read_jsonl_dir(in_dir),
+        lateness_s=lateness_s,
+        facility_wait_s=facility_wait_s,
+        grid_wait_s=grid_wait_s,
+    )
     with _writing(out_dir):
         paths = write_outputs(result, out_dir)
     _print_summary(summarize(result))
@@ -496,6 +522,8 @@ def worker(
             min=0.0,
         ),
     ] = 600.0,
+    facility_wait_s: FacilityWaitOpt = 1800.0,
+    grid_wait_s: GridWaitOpt = 7200.0,
     loglevel: Annotated[str, typer.Option(help="Log level.")] = "warning",
 ) -> None:
     """Run a stream worker (Faust) on Kafka; start more to share the partitions.
@@ -522,6 +550,8 @@ def worker(
         store=store,
         lateness_s=lateness_s,
         max_source_skew_s=max_source_skew,
+        facility_wait_s=facility_wait_s,
+        grid_wait_s=grid_wait_s,
         loglevel=loglevel,
         security=_security(settings),
         # text: Faust's own format; json: ours, through Faust's logging set-up

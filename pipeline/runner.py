@@ -33,7 +33,7 @@ from pipeline.contracts.topics import (
 from pipeline.fleet.model import Fleet
 from pipeline.stream.dead_letters import classify, dead_letter
 from pipeline.stream.node_stage import NodeStage, NowMs
-from pipeline.stream.site_stage import SiteStage
+from pipeline.stream.site_stage import FACILITY_WAIT_S, GRID_WAIT_S, SiteStage
 from pipeline.wallclock import wall_clock_ms
 
 log = logging.getLogger(__name__)
@@ -76,13 +76,21 @@ class EmbeddedPipeline:
         partitions: int = NODE_TELEMETRY.partitions,
         lateness_s: float = 120.0,
         now_ms: NowMs = wall_clock_ms,
+        facility_wait_s: float = FACILITY_WAIT_S,
+        grid_wait_s: float = GRID_WAIT_S,
     ) -> None:
         self.fleet = fleet
         self.partitions = partitions
         self.stage_one = [
             NodeStage(fleet, p, partitions, lateness_s, now_ms=now_ms) for p in range(partitions)
         ]
-        self.stage_two = SiteStage(fleet, lateness_s, now_ms=now_ms)
+        self.stage_two = SiteStage(
+            fleet,
+            lateness_s,
+            now_ms=now_ms,
+            facility_wait_s=facility_wait_s,
+            grid_wait_s=grid_wait_s,
+        )
         self.result = RunResult()
         self._offsets: dict[tuple[str, int], int] = defaultdict(int)
         self._node = decoder(NodeSample).decode

@@ -29,6 +29,8 @@ def run_worker(
     store: str = "rocksdb://",
     lateness_s: float = 120.0,
     max_source_skew_s: float = 600.0,
+    facility_wait_s: float = 1800.0,
+    grid_wait_s: float = 7200.0,
     session_timeout_s: float = 30.0,
     loglevel: str = "warning",
     security: KafkaSecurity | None = None,
@@ -68,6 +70,8 @@ def run_worker(
             store=store,
             lateness_s=lateness_s,
             max_source_skew_s=max_source_skew_s,
+            facility_wait_s=facility_wait_s,
+            grid_wait_s=grid_wait_s,
             session_timeout_s=session_timeout_s,
             security=security,
         )

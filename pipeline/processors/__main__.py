@@ -26,6 +26,8 @@ def main() -> None:
     parser.add_argument("--lateness-s", type=float, default=120.0)
     parser.add_argument("--session-timeout-s", type=float, default=30.0)
     parser.add_argument("--max-source-skew", type=float, default=600.0)
+    parser.add_argument("--facility-wait-s", type=float, default=1800.0)
+    parser.add_argument("--grid-wait-s", type=float, default=7200.0)
     parser.add_argument("--loglevel", default="warning")
     args = parser.parse_args()
     settings = Settings()  # security and log format: MICRODC_* variables or the config file
@@ -42,6 +44,8 @@ def main() -> None:
         lateness_s=args.lateness_s,
         session_timeout_s=args.session_timeout_s,
         max_source_skew_s=args.max_source_skew,
+        facility_wait_s=args.facility_wait_s,
+        grid_wait_s=args.grid_wait_s,
         loglevel=args.loglevel,
         security=KafkaSecurity.from_settings(settings),
         logging_config=(

@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -580,14 +581,18 @@ class StageOneAgent(StageAgent):
 
     def forward(self, run: PartitionRun) -> None:
         late = 0
+        reasons: Counter[tuple[str, str]] = Counter()
         for item in run.stage.drain():
             if isinstance(item, LateEvent):
                 self.sink.add(item, partition=run.partition)
                 late += 1
+                reasons[(self._source_topic.get(item.source_topic, ""), item.reason)] += 1
             else:
                 self.sink.add(item)
         if late:
             self.metrics.late_events.labels(str(run.partition)).inc(late)
+            for (topic, reason), n in reasons.items():
+                self.metrics.late_by_reason.labels(topic, reason).inc(n)
 
     def stage_info(self, stage: Any) -> dict[str, Any]:
         clock = stage.state.clock
@@ -614,8 +619,18 @@ class StageTwoAgent(StageAgent):
 
     stage_name = "stage-two"
 
-    def __init__(self, *args: Any, pue_table: Any, grid_table: Any, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        pue_table: Any,
+        grid_table: Any,
+        facility_wait_s: float = 1800.0,
+        grid_wait_s: float = 7200.0,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
+        self.facility_wait_s = facility_wait_s  # SiteStage's bounds for silent feeds
+        self.grid_wait_s = grid_wait_s
         self._split_warned: set[str] = set()
         self.pue_table = pue_table
         self.grid_table = grid_table
@@ -625,10 +640,23 @@ class StageTwoAgent(StageAgent):
         self._zone = {s.site_id: s.grid_zone for s in self.fleet.sites}
 
     def new_stage(self, partition: int) -> SiteStage:
-        return SiteStage(self.fleet, self.lateness_s, now_ms=wall_clock_ms)
+        return SiteStage(
+            self.fleet,
+            self.lateness_s,
+            now_ms=wall_clock_ms,
+            facility_wait_s=self.facility_wait_s,
+            grid_wait_s=self.grid_wait_s,
+        )
 
     def restore_stage(self, data: bytes) -> SiteStage:
-        return SiteStage.restore(self.fleet, data, self.lateness_s, now_ms=wall_clock_ms)
+        return SiteStage.restore(
+            self.fleet,
+            data,
+            self.lateness_s,
+            now_ms=wall_clock_ms,
+            facility_wait_s=self.facility_wait_s,
+            grid_wait_s=self.grid_wait_s,
+        )
 
     def apply(self, run: PartitionRun, source: str, records: list[KafkaRecord]) -> None:
         stage: SiteStage = run.stage

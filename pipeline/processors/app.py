@@ -52,6 +52,9 @@ class WorkerConfig:
     #: How long (wall clock) a stage-1 source that stopped moving while another is ahead holds
     #: closing back (`StageAgent.after_batch`).
     max_source_skew_s: float = 600.0
+    #: Event-time bounds a silent facility / grid feed holds stage 2 back (`SiteStage`).
+    facility_wait_s: float = 1800.0
+    grid_wait_s: float = 7200.0
     session_timeout_s: float = 30.0
     #: How the Faust clients and the topic admin connect (None: PLAINTEXT).
     security: KafkaSecurity | None = None
@@ -170,6 +173,8 @@ def create_app(config: WorkerConfig) -> WorkerApp:
             Source("facility", names[FACILITY_TELEMETRY.name]),
             Source("node-minutes", names[NODE_MINUTES.name]),
         ),
+        facility_wait_s=config.facility_wait_s,
+        grid_wait_s=config.grid_wait_s,
         pue_table=lookup("site-pue"),
         grid_table=lookup("grid-intensity"),
         **common,

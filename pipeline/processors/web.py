@@ -49,6 +49,13 @@ class WorkerMetrics:
             ["partition"],
             registry=r,
         )
+        self.late_by_reason = Counter(
+            "microdc_late_records",
+            "Late events per source topic and reason (a stream running behind past the skew "
+            "bound, a record beyond the allowed lateness in its own stream).",
+            ["topic", "reason"],
+            registry=r,
+        )
         self.outputs = Counter(
             "microdc_outputs", "Records produced, per output topic.", ["topic"], registry=r
         )

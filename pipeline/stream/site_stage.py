@@ -55,8 +55,11 @@ from pipeline.stream.node_stage import (
 
 Output = EnergyMinute | SiteMinute | SloBurn | AlertEvent
 
-FACILITY_WAIT_MS = 30 * MINUTE_MS  # a silent facility feed stops holding minutes back after this
-GRID_WAIT_MS = 2 * 3600 * 1000  # DESIGN §5: grid values older than 2 h fall back to the static one
+#: Defaults of how long (event time) a silent feed holds energy and site minutes back: the
+#: facility meters (then design PUE), the grid (DESIGN §5: values older than 2 h fall back to the
+#: static one). Both drivers take them as options, and must agree for equal outputs.
+FACILITY_WAIT_S = 30 * 60.0
+GRID_WAIT_S = 2 * 3600.0
 
 
 class SiteAcc(msgspec.Struct, kw_only=True):
@@ -121,9 +124,13 @@ class SiteStage:
         lateness_s: float = 120.0,
         state: SiteStageState | None = None,
         now_ms: NowMs = no_clock,
+        facility_wait_s: float = FACILITY_WAIT_S,
+        grid_wait_s: float = GRID_WAIT_S,
     ) -> None:
         self.fleet = fleet
         self.now_ms = now_ms
+        self._facility_wait_ms = round(facility_wait_s * 1000)
+        self._grid_wait_ms = round(grid_wait_s * 1000)
         limits = fleet.plausibility
         self._horizon_ms = round(limits.max_future_s * 1000)
         self._grid_horizon_ms = round(limits.grid_max_future_s * 1000)
@@ -162,9 +169,16 @@ class SiteStage:
 
     @classmethod
     def restore(
-        cls, fleet: Fleet, data: bytes, lateness_s: float = 120.0, now_ms: NowMs = no_clock
+        cls,
+        fleet: Fleet,
+        data: bytes,
+        lateness_s: float = 120.0,
+        now_ms: NowMs = no_clock,
+        facility_wait_s: float = FACILITY_WAIT_S,
+        grid_wait_s: float = GRID_WAIT_S,
     ) -> SiteStage:
-        return cls(fleet, lateness_s, state=_decoder.decode(data), now_ms=now_ms)
+        state = _decoder.decode(data)
+        return cls(fleet, lateness_s, state, now_ms, facility_wait_s, grid_wait_s)
 
     def drain(self) -> list[Output]:
         out, self.outputs = self.outputs, []
@@ -302,7 +316,8 @@ class SiteStage:
             return False
         facility_before = self.state.facility_clock.closed_before_ms
         if not (facility_before is not None and minute < facility_before) and (
-            upstream - (facility_before or self.state.first_minute or upstream) <= FACILITY_WAIT_MS
+            upstream - (facility_before or self.state.first_minute or upstream)
+            <= self._facility_wait_ms
         ):
             return False
         for zone in self._site_zones:
@@ -313,7 +328,7 @@ class SiteStage:
             if history is not None and history.covers(minute):
                 continue  # the value for this minute is in: no need to wait for the next one
             last_to = self.state.grid_last_to.get(zone, self.state.first_minute or upstream)
-            if upstream - last_to <= GRID_WAIT_MS:
+            if upstream - last_to <= self._grid_wait_ms:
                 return False
         return True
 

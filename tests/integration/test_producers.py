@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import math
 import subprocess
 import time
 import zlib
@@ -19,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pipeline.contracts.partitioning import partition_for
+from pipeline.contracts.topics import INPUT_TOPICS
 from pipeline.fleet import load_fleet
 from pipeline.localkafka import jars_dir
 from pipeline.runner import from_envelopes, run_embedded
@@ -226,6 +228,60 @@ def test_kafkas_java_producer_with_one_timestamp_for_every_record(
     expected = expected_outputs(run_embedded(fleet, from_envelopes(envelopes)))
     pool.add("w1").start().wait_ready()
     produce_with_java(kafka_bootstrap, topic_prefix, envelopes, tmp_path, 1_772_460_000_000)
+    got = wait_for_outputs(kafka_bootstrap, topic_prefix, expected, timeout=180)
+    assert_same(got, expected)
+    assert not got["mdc.late-events"]
+
+
+def sarama_partition(key: bytes, partitions: int) -> int:
+    """sarama's default HashPartitioner (Go): FNV-1a 32-bit, as int32, modulo, absolute."""
+    h = 0x811C9DC5
+    for byte in key:
+        h = ((h ^ byte) * 0x01000193) & 0xFFFFFFFF
+    signed = h - (1 << 32) if h >= 1 << 31 else h
+    return abs(int(math.fmod(signed, partitions)))
+
+
+def test_a_sarama_fnv1a_partitioner_and_log_append_time_topics(
+    kafka_bootstrap: str, topic_prefix: str, pool: WorkerPool
+) -> None:
+    """Go's sarama picks partitions with FNV-1a; the input topics stamp LogAppendTime (the
+    broker's clock, not the producer's): the numbers are still `microdc process`'s."""
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    created = admin.create_topics(
+        [
+            NewTopic(
+                f"{topic_prefix}{spec.name}",
+                spec.partitions,
+                1,
+                config={"message.timestamp.type": "LogAppendTime"},
+            )
+            for spec in INPUT_TOPICS
+        ]
+    )
+    for future in created.values():
+        future.result(30)
+    fleet = load_fleet()
+    config = SimConfig(start=START, minutes=MINUTES, seed=46, rps_scale=0.05)
+    envelopes = list(Simulator(fleet, config))
+    expected = expected_outputs(run_embedded(fleet, from_envelopes(envelopes)))
+    producer = Producer({"bootstrap.servers": kafka_bootstrap, "linger.ms": 20})
+    moved = 0
+    for env in envelopes:
+        assert env.key is not None
+        partition = sarama_partition(env.key, env.topic.partitions)
+        moved += partition != partition_for(env.key, env.topic.partitions)
+        producer.produce(
+            f"{topic_prefix}{env.topic.name}", value=env.value, key=env.key, partition=partition
+        )
+        producer.poll(0)
+    assert producer.flush(30) == 0
+    assert moved > len(envelopes) // 4  # really another partitioning than murmur2
+
+    pool.add("w1").start().wait_ready()
     got = wait_for_outputs(kafka_bootstrap, topic_prefix, expected, timeout=180)
     assert_same(got, expected)
     assert not got["mdc.late-events"]

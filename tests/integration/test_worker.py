@@ -15,7 +15,7 @@ closing minutes and are compared in full.
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -219,9 +219,14 @@ def test_late_events_match_the_embedded_runner_in_kafka_order(
     expected = expected_outputs(run_embedded(fleet, messages))
     assert len(expected["mdc.late-events"]) > 20
 
-    pool.add("w1").start().wait_ready()
+    worker = pool.add("w1").start()
+    worker.wait_ready()
     got = wait_for_outputs(kafka_bootstrap, topic_prefix, expected, timeout=90)
     assert_same(got, expected)
+    by_reason = Counter(e["reason"] for e in expected["mdc.late-events"].values())
+    metrics = worker.metrics()
+    for reason, n in by_reason.items():
+        assert f'reason="{reason}"}} {float(n)}' in metrics, (reason, n)
 
 
 def test_sigkill_and_restart_lose_nothing_and_repeat_identical_values(

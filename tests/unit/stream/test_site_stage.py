@@ -255,3 +255,20 @@ def test_a_node_reported_by_two_partitions_in_one_minute_is_noted_for_the_driver
     assert stage.split_nodes == {}
     stage.on_stage_one(marks(T12 + timedelta(hours=2, minutes=2)))
     assert stage.split_nodes == {"bog1-r1-n01": {0, 1}} and stage.split_node_minutes == 1
+
+
+def test_the_waits_for_silent_meters_and_grid_are_options() -> None:
+    """No meter reading and no grid value: with the defaults (30 min, 2 h of event time) the
+    12:00 energy rows still wait when stage 1 is at 12:03; with 60 s and 120 s they close then,
+    on design PUE and the static fallback."""
+
+    def closed_at_12_03(**waits: float) -> list[SiteMinute]:
+        stage = SiteStage(FLEET, **waits)
+        stage.on_stage_one([row(10.0, 2, 0.0)])
+        stage.on_stage_one(marks(T12 + timedelta(minutes=3)))
+        return [o for o in stage.drain() if isinstance(o, SiteMinute) and o.site_id == "bog1"]
+
+    assert closed_at_12_03() == []
+    assert closed_at_12_03(facility_wait_s=60.0) == []  # the grid still holds it
+    (site,) = closed_at_12_03(facility_wait_s=60.0, grid_wait_s=120.0)
+    assert (site.pue_source, site.intensity_source) == ("design", "fallback")
