@@ -33,7 +33,7 @@ from tests.integration.test_worker import (
     expected_outputs,
     wait_for_outputs,
 )
-from tests.integration.worker_procs import WorkerPool
+from tests.integration.worker_procs import WorkerPool, wait_for
 
 START = datetime(2026, 3, 2, 14, 30, tzinfo=UTC)
 REQUESTS = "mdc.request-log"
@@ -119,7 +119,7 @@ def test_a_silent_request_stream_holds_closing_back_only_for_the_skew_bound(
     log = worker.log_path.read_text(errors="replace")
     assert f"{topic_prefix}{REQUESTS}[" in log and "raise --max-source-skew" in log
     node_topic = f"{topic_prefix}mdc.node-telemetry"
-    assert f'microdc_source_behind_seconds{{topic="{node_topic}",partition="0"}} 0.0' in (
+    assert f'microdc_source_behind_seconds{{partition="0",topic="{node_topic}"}} 0.0' in (
         worker.metrics()
     )
 
@@ -248,22 +248,37 @@ def test_a_sarama_fnv1a_partitioner_and_log_append_time_topics(
     """Go's sarama picks partitions with FNV-1a; the input topics stamp LogAppendTime (the
     broker's clock, not the producer's): the numbers are still `microdc process`'s."""
     from confluent_kafka import Producer
-    from confluent_kafka.admin import AdminClient, NewTopic
+    from confluent_kafka.admin import (
+        AdminClient,
+        AlterConfigOpType,
+        ConfigEntry,
+        ConfigResource,
+        ResourceType,
+    )
 
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
-    created = admin.create_topics(
-        [
-            NewTopic(
-                f"{topic_prefix}{spec.name}",
-                spec.partitions,
-                1,
-                config={"message.timestamp.type": "LogAppendTime"},
-            )
-            for spec in INPUT_TOPICS
-        ]
+    log_append = ConfigEntry(
+        "message.timestamp.type", "LogAppendTime", incremental_operation=AlterConfigOpType.SET
     )
-    for future in created.values():
+    resources = [
+        ConfigResource(
+            ResourceType.TOPIC, f"{topic_prefix}{spec.name}", incremental_configs=[log_append]
+        )
+        for spec in INPUT_TOPICS
+    ]
+    for future in admin.incremental_alter_configs(resources).values():
         future.result(30)
+
+    def applied() -> bool:  # the broker applies a config change a moment after it accepts it
+        described = admin.describe_configs(
+            [ConfigResource(ResourceType.TOPIC, r.name) for r in resources]
+        )
+        return all(
+            f.result(30)["message.timestamp.type"].value == "LogAppendTime"
+            for f in described.values()
+        )
+
+    wait_for(applied, 30, "LogAppendTime on the input topics", every=0.5)
     fleet = load_fleet()
     config = SimConfig(start=START, minutes=MINUTES, seed=46, rps_scale=0.05)
     envelopes = list(Simulator(fleet, config))
