@@ -31,10 +31,11 @@ def facility(at: datetime, facility_w: float, it_w: float, renewable_w: float) -
     )
 
 
-def grid(zone: str, value: float) -> GridIntensity:
+def grid(zone: str, value: float, start: datetime = T12) -> GridIntensity:
+    """The hourly value of `zone` that begins at `start`."""
     return GridIntensity(
-        valid_from=T12,
-        valid_to=T12 + timedelta(hours=1),
+        valid_from=start,
+        valid_to=start + timedelta(hours=1),
         zone=zone,
         carbon_intensity_gco2e_per_kwh=value,
         emission_factor_type="lifecycle",
@@ -164,19 +165,6 @@ def test_a_row_re_emitted_before_the_minute_closes_counts_once() -> None:
     assert site.requests == 2 and site.node_it_energy_wh == pytest.approx(10.0)
 
 
-def grid_at(zone: str, value: float, start: datetime) -> GridIntensity:
-    return GridIntensity(
-        valid_from=start,
-        valid_to=start + timedelta(hours=1),
-        zone=zone,
-        carbon_intensity_gco2e_per_kwh=value,
-        emission_factor_type="lifecycle",
-        signal="average",
-        source="test",
-        is_estimated=False,
-    )
-
-
 def test_a_minute_closes_once_a_grid_value_valid_for_it_is_known() -> None:
     """The hourly value that began at 12:00 is valid for 12:05: the minute does not wait for
     the 13:00 value (issue 12: site minutes had waited for the next hourly value)."""
@@ -184,14 +172,14 @@ def test_a_minute_closes_once_a_grid_value_valid_for_it_is_known() -> None:
     stage = SiteStage(FLEET)
     stage.on_stage_one([msgspec.structs.replace(row(10.0, 2, 0.0), window_start=t, key=f"{t}|n")])
     for zone, value in (("CO", 200.0), ("MX", 500.0)):
-        stage.on_grid(grid_at(zone, value, T12))
+        stage.on_grid(grid(zone, value, T12))
     stage.on_facility(facility(t + timedelta(minutes=1), 600.0, 400.0, 0.0))
     stage.on_facility(facility(t + timedelta(minutes=4), 600.0, 400.0, 0.0))
     stage.on_stage_one(marks(t + timedelta(minutes=1)))
     assert not [o for o in stage.drain() if isinstance(o, SiteMinute)]  # BR has no value yet
-    stage.on_grid(grid_at("BR", 100.0, T12 - timedelta(hours=1)))  # 11:00-12:00: not for 12:05
+    stage.on_grid(grid("BR", 100.0, T12 - timedelta(hours=1)))  # 11:00-12:00: not for 12:05
     assert not [o for o in stage.drain() if isinstance(o, SiteMinute)]
-    stage.on_grid(grid_at("BR", 100.0, T12))
+    stage.on_grid(grid("BR", 100.0, T12))
     sites = [o for o in stage.drain() if isinstance(o, SiteMinute)]
     assert [(o.window_start, o.intensity_source) for o in sites if o.site_id == "bog1"] == [
         (t, "grid")
