@@ -1,10 +1,15 @@
 """Stage 1, one input partition: node power samples and request logs → closed node × service
 minutes (IT energy attributed by busy time, SLO counts, latency sketch, embodied carbon).
 
-Driven record by record (by the Faust agent or the embedded runner); closes a minute as soon as
-the partition's watermark passes its end, so results do not depend on batch boundaries. A
-sample's event time, for lateness, is the start of its interval (`observed_at - interval_s`):
-the earliest instant it adds energy to. Records for closed minutes become late events.
+Driven record by record (by the Faust agent or the embedded runner). Each source (`SOURCES`:
+node telemetry, request logs) has its own watermark; a minute closes as soon as the watermarks
+of every source the driver waits for have passed its end, so results depend neither on batch
+boundaries nor on how the two streams interleave. A record is late by its own stream's
+watermark (or because the driver stopped waiting for its stream: `exclude`). A sample's event
+time, for lateness, is the start of its interval (`observed_at - interval_s`): the earliest
+instant it adds energy to. Records for closed minutes become late events. Rows are emitted for
+the nodes whose records arrived here, whatever partition the producer chose; silent nodes are
+stage 2's.
 
 A record delivered twice counts once, as in the warehouse: a request by `request_id` within
 the minute it finished, a node sample by (`node_id`, `observed_at`) within the minute its
