@@ -48,7 +48,8 @@ from pipeline.simulate import Envelope, SimConfig, Simulator
 from pipeline.simulate.sinks import KafkaSink
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_worker import broker_for, counter, rss_mb
+from bench_hostile import worktree
+from bench_worker import broker_for, counter, rss_mb, stop_worker
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The last revision before issue 12's closing rules (SLO waited for the next grid value).
@@ -77,13 +78,6 @@ def batches(grid: bool) -> list[list[Envelope]]:
             kept.append(env)
         out.append(kept)
     return out
-
-
-def worktree(rev: str) -> Path:
-    path = Path(tempfile.mkdtemp(prefix="microdc-baseline-")) / "tree"
-    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(path), rev],
-                   check=True, capture_output=True)  # fmt: skip
-    return path
 
 
 class Arrivals(threading.Thread):
@@ -174,16 +168,6 @@ def feed_live(
     return flushed
 
 
-def stop(proc: subprocess.Popen[bytes], log: Any) -> None:
-    proc.terminate()
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    log.close()
-
-
 def measure(
     bootstrap: str, source: Path, feed: list[list[Envelope]], pace: float
 ) -> dict[str, Any]:
@@ -197,7 +181,7 @@ def measure(
     finally:
         arrivals.stop.set()
         arrivals.join(10)
-        stop(proc, log)
+        stop_worker(proc, log)
     lat = [arrivals.burn[m] - t for m, t in flushed.items() if m in arrivals.burn]
     closed = len(lat)
     page = None
@@ -237,7 +221,7 @@ def held_back(bootstrap: str, minutes: int, skew_s: float, requests: bool) -> di
         held["fed_s"] = time.monotonic() - started
         return held
     finally:
-        stop(proc, log)
+        stop_worker(proc, log)
 
 
 def row(label: str, figures: dict[str, Any], pace: float) -> list[str]:

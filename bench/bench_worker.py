@@ -155,13 +155,18 @@ def run_worker(
             "broker_cpu_share": (cpu1[1] - cpu0[1]) / (finished - started),
         }
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+        stop_worker(proc, log)
+
+
+def stop_worker(proc: subprocess.Popen[bytes], log: Any) -> None:
+    """SIGTERM a worker child, SIGKILL it if it has not exited within 30 s; close its log."""
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    log.close()
 
 
 FAUST_AGENT = textwrap.dedent(

@@ -135,8 +135,9 @@ class SegmentBuffer:
     def set_horizon(self, watermark_ms: int | None, now_ms: int | None) -> None:
         """Rows later than `max_future_ms` past both the dataset's watermark and the clock
         will land without moving this segment's hour or the watermark."""
-        refs = [r for r in (watermark_ms, now_ms) if r is not None]
-        self.horizon_ms = max(refs) + self.policy.max_future_ms if refs else None
+        if watermark_ms is None or (now_ms is not None and now_ms > watermark_ms):
+            watermark_ms = now_ms  # (the embedded lander sets it per record: no list here)
+        self.horizon_ms = None if watermark_ms is None else watermark_ms + self.policy.max_future_ms
 
     def _reset(self) -> None:
         self.first: int | None = None

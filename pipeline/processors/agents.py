@@ -98,6 +98,24 @@ class PartitionRun:
         self.dirty = False
         self.saved_at = time.monotonic()
 
+    def stalled(self, marks: Mapping[str, int | None], bound_s: float) -> frozenset[str]:
+        """The skew rule, for sources (stage 1) or stage-1 partitions (stage 2) alike: those
+        whose mark is behind the furthest one (or missing) and has not moved for `bound_s` of
+        wall clock. Records when each mark last moved."""
+        now = time.monotonic()
+        for name, mark in marks.items():
+            if mark != self.watermarks.get(name, -1):
+                self.watermarks[name] = mark
+                self.moved_at[name] = now
+        lead = max((m for m in marks.values() if m is not None), default=None)
+        if lead is None:
+            return frozenset()
+        return frozenset(
+            name
+            for name, mark in marks.items()
+            if (mark is None or mark < lead) and now - self.moved_at[name] > bound_s
+        )
+
 
 class StageAgent:
     """What both stages share: partition loading, positions, seeks, snapshots, commits."""
@@ -541,22 +559,11 @@ class StageOneAgent(StageAgent):
         minutes closed meanwhile become late events. Within the bound, a stream running behind
         (a batching log shipper, a backfill one topic after the other) loses nothing."""
         stage: NodeStage = run.stage
-        now = time.monotonic()
         marks = stage.source_watermarks()
-        for name, mark in marks.items():
-            if mark != run.watermarks.get(name, -1):
-                run.watermarks[name] = mark
-                run.moved_at[name] = now
-        lead = max((m for m in marks.values() if m is not None), default=None)
-        excluded = frozenset(
-            name
-            for name, mark in marks.items()
-            if lead is not None
-            and (mark is None or mark < lead)
-            and now - run.moved_at.get(name, now) > self.max_source_skew_s
-        )
+        excluded = run.stalled(marks, self.max_source_skew_s)
         if excluded == stage.excluded:
             return
+        lead = max((m for m in marks.values() if m is not None), default=None)
         for name in sorted(excluded - stage.excluded):
             topic = run.by_source[name].topic
             mark = marks[name]
@@ -691,21 +698,8 @@ class StageTwoAgent(StageAgent):
         parts = stage.state.partitions
         if parts is None:
             return
-        now = time.monotonic()
-        marks = stage.state.marks
-        for p in range(parts):
-            mark = marks.get(p)
-            if mark != run.watermarks.get(str(p), -1):
-                run.watermarks[str(p)] = mark
-                run.moved_at[str(p)] = now
-        lead = max(marks.values(), default=None)
-        excluded = frozenset(
-            p
-            for p in range(parts)
-            if lead is not None
-            and (marks.get(p) is None or marks[p] < lead)
-            and now - run.moved_at.setdefault(str(p), now) > self.max_source_skew_s
-        )
+        marks = {str(p): stage.state.marks.get(p) for p in range(parts)}
+        excluded = frozenset(int(p) for p in run.stalled(marks, self.max_source_skew_s))
         for p in sorted(excluded - stage.excluded_partitions):
             log.warning(
                 "stage 2: stage-1 partition %d has not moved its closing mark for %.0f s while "

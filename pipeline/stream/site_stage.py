@@ -134,10 +134,6 @@ class SiteStage:
         limits = fleet.plausibility
         self._horizon_ms = round(limits.max_future_s * 1000)
         self._grid_horizon_ms = round(limits.grid_max_future_s * 1000)
-        self._embodied = {
-            n.node_id: embodied_g_per_minute(n.embodied_kgco2e, n.lifetime_years)
-            for n in fleet.nodes
-        }
         self._site_zones = sorted({s.grid_zone for s in fleet.sites})
         self._zones = set(self._site_zones) | set(fleet.grid_fallback_gco2e_per_kwh)
         self.state = state or SiteStageState(
@@ -374,7 +370,7 @@ class SiteStage:
         rows = list(rows)
         for node in silent:
             partition = partition_for(node.node_id.encode(), parts)
-            embodied = self._embodied[node.node_id]
+            embodied = embodied_g_per_minute(node.embodied_kgco2e, node.lifetime_years)
             rows.extend(node_minute_rows(node, NodeAcc(), {}, start, stamp, embodied, partition))
         return sorted(rows, key=lambda r: r.key)
 
