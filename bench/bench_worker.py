@@ -158,7 +158,7 @@ def run_worker(
         stop_worker(proc, log)
 
 
-def stop_worker(proc: subprocess.Popen[bytes], log: Any) -> None:
+def stop_worker(proc: subprocess.Popen[Any], log: Any = None) -> None:
     """SIGTERM a worker child, SIGKILL it if it has not exited within 30 s; close its log."""
     proc.terminate()
     try:
@@ -166,7 +166,8 @@ def stop_worker(proc: subprocess.Popen[bytes], log: Any) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
-    log.close()
+    if log is not None:
+        log.close()
 
 
 FAUST_AGENT = textwrap.dedent(
@@ -215,12 +216,7 @@ def stock_faust_rate(bootstrap: str, topic: str, n: int) -> float:
                 return float(line.split()[1])
         raise RuntimeError("stock Faust agent exited without a rate")
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_worker(proc)
 
 
 def embedded_rate(fleet: Any, config: SimConfig, limit: int) -> tuple[int, float]:
