@@ -64,6 +64,7 @@ bench: $(STAMP) kafka-jars ## benchmarks against a real broker; prints tables
 	$(BIN)/python bench/bench_demo.py
 	$(BIN)/python bench/bench_hostile.py
 	$(BIN)/python bench/bench_latency.py
+	$(BIN)/python bench/bench_partitioners.py
 
 kafka-up: $(STAMP) kafka-jars ## start a local KRaft broker on 127.0.0.1 (prints its address)
 	$(BIN)/microdc kafka up

@@ -108,8 +108,13 @@ class EmbeddedPipeline:
         for spec, key, value in messages:
             self.feed_one(spec, key, value)
 
-    def feed_one(self, spec: TopicSpec, key: bytes | None, value: bytes) -> None:
-        partition = partition_for(key, spec.partitions) if key is not None else 0
+    def feed_one(
+        self, spec: TopicSpec, key: bytes | None, value: bytes, partition: int | None = None
+    ) -> None:
+        """Apply one message. `partition` is the one its producer chose (tests of other
+        partitioners); by default the project's key rule picks it."""
+        if partition is None:
+            partition = partition_for(key, spec.partitions) if key is not None else 0
         slot = (spec.name, partition)
         offset = self._offsets[slot]
         self._offsets[slot] = offset + 1

@@ -719,9 +719,10 @@ class StageTwoAgent(StageAgent):
                 if node_id not in self._split_warned:
                     self._split_warned.add(node_id)
                     log.warning(
-                        "node %s: its records of one minute arrived on stage-1 partitions %s; "
-                        "its energy cannot be attributed to its requests. Produce node "
-                        "telemetry and request logs keyed by node_id (any partitioner).",
+                        "node %s: its records of one minute arrived on stage-1 partitions %s "
+                        "(an unkeyed or round-robin producer?); stage 2 merges them, but a "
+                        "record delivered twice to two partitions then counts twice. Produce "
+                        "node telemetry and request logs keyed by node_id (any partitioner).",
                         node_id,
                         sorted(partitions),
                     )

@@ -74,8 +74,9 @@ class WorkerMetrics:
         )
         self.split_nodes = Counter(
             "microdc_split_node_minutes",
-            "Node-minutes reported by more than one stage-1 partition: a producer spreading one "
-            "node's records over partitions (key them by node_id).",
+            "Node-minutes reported by more than one stage-1 partition and merged by stage 2: a "
+            "producer spreading one node's records over partitions (key them by node_id, or a "
+            "copy delivered to two partitions counts twice).",
             registry=r,
         )
         self.seeks = Counter(

@@ -9,7 +9,9 @@ watermark (or because the driver stopped waiting for its stream: `exclude`). A s
 time, for lateness, is the start of its interval (`observed_at - interval_s`): the earliest
 instant it adds energy to. Records for closed minutes become late events. Rows are emitted for
 the nodes whose records arrived here, whatever partition the producer chose; silent nodes are
-stage 2's.
+stage 2's, and so is a node whose records of one minute arrived on several partitions (an
+unkeyed or round-robin producer): its rows carry the exact sums, so stage 2 rebuilds what one
+partition would have computed (`merge_node_minutes`).
 
 A record delivered twice counts once, as in the warehouse: a request by `request_id` within
 the minute it finished, a node sample by (`node_id`, `observed_at`) within the minute its
@@ -50,7 +52,7 @@ from pipeline.metrics.energy import (
     minute_of,
     split_sample,
 )
-from pipeline.metrics.sketch import LatencySketch
+from pipeline.metrics.sketch import LatencySketch, SketchWire
 from pipeline.stream.clock import Clock, already_applied
 from pipeline.stream.errors import (
     ImplausibleTimeError,
@@ -542,3 +544,47 @@ def node_minute_rows(
             )
         )
     return out
+
+
+def merge_node_minutes(
+    node: Node,
+    parts: list[list[NodeMinute]],
+    embodied_g: float,
+    partition: int,
+) -> list[NodeMinute]:
+    """The rows one partition would have closed for `node`'s minute, from the rows several
+    partitions closed for it (each list: one partition's rows of that node and minute).
+
+    Rows carry integer sums in exact decimal form (`node_energy_wh` = µWh / 10**6, `coverage` =
+    ms / 60,000, `busy_ms` = µs / 1000) and latency sketches that merge exactly, so the sums are
+    rebuilt and attributed again: the result equals a single partition's, value for value.
+    (What cannot be rebuilt: a record delivered twice to two partitions counts twice.)
+    """
+    energy = NodeAcc()
+    services: dict[str, ServiceAcc] = {}
+    for rows in parts:
+        first = rows[0]
+        energy.energy_uwh += round(first.node_energy_wh * UWH_PER_WH)
+        energy.covered_ms += round(first.coverage * MINUTE_MS)
+        inlet = first.max_inlet_c
+        if inlet is not None and (energy.max_inlet_c is None or inlet > energy.max_inlet_c):
+            energy.max_inlet_c = inlet
+        for row in rows:
+            if row.service == IDLE_SERVICE:
+                continue  # derived from the sums, not one of them
+            acc = services.get(row.service)
+            if acc is None:
+                acc = services[row.service] = ServiceAcc(team=row.team)
+            acc.requests += row.requests
+            acc.errors_5xx += row.errors_5xx
+            acc.slow += row.slow
+            acc.busy_us += round(row.busy_ms * 1000)
+            acc.bytes_in += row.bytes_in
+            acc.bytes_out += row.bytes_out
+            if row.latency is not None:
+                acc.latency.merge(LatencySketch.from_wire(msgspec.convert(row.latency, SketchWire)))
+    first = parts[0][0]
+    stamp = first.key.split("|", 1)[0]
+    return node_minute_rows(
+        node, energy, services, first.window_start, stamp, embodied_g, partition
+    )

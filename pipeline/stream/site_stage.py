@@ -9,8 +9,11 @@ meters' watermark past the minute's end (a silent facility feed holds them back 
 and, for each grid zone, a value valid for the minute (`valid_from <= minute < valid_to`) or
 one starting after it, or 2 h of event time without grid values (the static fallback applies).
 Rows are sorted by their natural key before any sum, so outputs do not depend on arrival
-order. (Grid points that overlap are the one exception: the first known value valid for a
-minute closes it, so a later overlapping revision is not applied to it.)
+order. Stage 2 sees the whole fleet, so it adds the idle row of every node no partition
+reported (its embodied carbon is still spent) and merges a node whose minute several partitions
+reported (a producer that does not key by node) into the rows one partition would have closed.
+(Grid points that overlap are the one exception to order independence: the first known value
+valid for a minute closes it, so a later overlapping revision is not applied to it.)
 
 Facility meters and grid points are checked before they change any state (as in stage 1): a
 site or grid zone the fleet does not know, or an event time far past both its stream and the
@@ -49,6 +52,7 @@ from pipeline.stream.node_stage import (
     NodeAcc,
     NowMs,
     future_check,
+    merge_node_minutes,
     no_clock,
     node_minute_rows,
 )
@@ -135,13 +139,17 @@ class SiteStage:
         self._horizon_ms = round(limits.max_future_s * 1000)
         self._grid_horizon_ms = round(limits.grid_max_future_s * 1000)
         self._site_zones = sorted({s.grid_zone for s in fleet.sites})
+        self._embodied = {
+            n.node_id: embodied_g_per_minute(n.embodied_kgco2e, n.lifetime_years)
+            for n in fleet.nodes
+        }
         self._zones = set(self._site_zones) | set(fleet.grid_fallback_gco2e_per_kwh)
         self.state = state or SiteStageState(
             facility_clock=Clock(lateness_ms=round(lateness_s * 1000))
         )
         self.outputs: list[Output] = []
-        #: Nodes whose minutes came from several stage-1 partitions (not persisted: for the
-        #: driver's warning and metric; see `_check_split`).
+        #: Nodes whose minutes came from several stage-1 partitions, merged (not persisted: for
+        #: the driver's warning and metric; see `_minute_rows`).
         self.split_nodes: dict[str, set[int]] = {}
         self.split_node_minutes = 0
         #: Stage-1 partitions the driver stopped waiting for (`exclude_partitions`).
@@ -341,21 +349,34 @@ class SiteStage:
                 break
             self._close(minute)
 
-    def _minute_rows(self, minute: int) -> list[NodeMinute]:
-        """The minute's stage-1 rows, one per key (a failover may re-emit one), in key order."""
-        unique = {row.key: row for row in self.state.rows.get(minute, [])}
-        return [unique[key] for key in sorted(unique)]
-
-    def _check_split(self, rows: list[NodeMinute]) -> None:
-        """Note nodes reported by more than one stage-1 partition in one minute: a producer
-        that spreads one node's records over partitions (unkeyed, round-robin). Their energy
-        cannot be attributed by busy time across partitions, so the driver warns and counts."""
-        seen: dict[str, int] = {}
-        for row in rows:
-            first = seen.setdefault(row.node_id, row.partition)
-            if first != row.partition:
-                self.split_nodes.setdefault(row.node_id, set()).update((first, row.partition))
+    def _minute_rows(self, minute: int, *, count_split: bool = False) -> list[NodeMinute]:
+        """The minute's stage-1 rows in key order: one per partition and key (a failover may
+        re-emit one), and for a node several partitions reported (a producer that spreads a
+        node's records over partitions: unkeyed, round-robin, or its key's partition changed)
+        the rows one partition would have closed. `count_split` notes such nodes for the
+        driver's metric and one-time warning."""
+        per_node: dict[str, dict[int, dict[str, NodeMinute]]] = {}
+        for row in self.state.rows.get(minute, []):
+            per_node.setdefault(row.node_id, {}).setdefault(row.partition, {})[row.key] = row
+        out: list[NodeMinute] = []
+        for node_id, by_partition in per_node.items():
+            if len(by_partition) == 1:
+                (only,) = by_partition.values()
+                out.extend(only.values())
+                continue
+            if count_split:
+                self.split_nodes.setdefault(node_id, set()).update(by_partition)
                 self.split_node_minutes += 1
+            node = self.fleet.node_by_id[node_id]
+            out.extend(
+                merge_node_minutes(
+                    node,
+                    [list(by_partition[p].values()) for p in sorted(by_partition)],
+                    self._embodied[node_id],
+                    partition_for(node_id.encode(), self.state.partitions or 1),
+                )
+            )
+        return sorted(out, key=lambda r: r.key)
 
     def _with_silent_nodes(self, minute: int, rows: list[NodeMinute]) -> list[NodeMinute]:
         """`rows` plus an idle row for every fleet node no stage-1 partition reported (no
@@ -370,7 +391,7 @@ class SiteStage:
         rows = list(rows)
         for node in silent:
             partition = partition_for(node.node_id.encode(), parts)
-            embodied = embodied_g_per_minute(node.embodied_kgco2e, node.lifetime_years)
+            embodied = self._embodied[node.node_id]
             rows.extend(node_minute_rows(node, NodeAcc(), {}, start, stamp, embodied, partition))
         return sorted(rows, key=lambda r: r.key)
 
@@ -386,9 +407,7 @@ class SiteStage:
         self._thermal_minute(minute, rows)
 
     def _close(self, minute: int) -> None:
-        rows = self._minute_rows(minute)
-        self._check_split(rows)
-        rows = self._with_silent_nodes(minute, rows)
+        rows = self._with_silent_nodes(minute, self._minute_rows(minute, count_split=True))
         del self.state.rows[minute]
         facility = self.state.facility.pop(minute, {})
         for old in [m for m in self.state.facility if m < minute]:

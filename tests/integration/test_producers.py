@@ -12,15 +12,18 @@ from __future__ import annotations
 import asyncio
 import base64
 import math
+import re
 import subprocess
 import time
 import zlib
-from collections import Counter
+from collections import Counter, defaultdict
 from datetime import UTC, datetime
+from itertools import count
 from pathlib import Path
+from typing import Any
 
 from pipeline.contracts.partitioning import partition_for
-from pipeline.contracts.topics import INPUT_TOPICS
+from pipeline.contracts.topics import INPUT_TOPICS, NODE_TELEMETRY
 from pipeline.fleet import load_fleet
 from pipeline.localkafka import jars_dir
 from pipeline.runner import from_envelopes, run_embedded
@@ -160,6 +163,100 @@ def test_librdkafka_crc32_partitioner_gives_the_embedded_numbers(
 
     for name in ("w1", "w2"):
         pool.add(name).start().wait_ready()
+    got = wait_for_outputs(kafka_bootstrap, topic_prefix, expected, timeout=180)
+    assert_same(got, expected)
+    assert not got["mdc.late-events"]
+
+
+def produce_spread(
+    bootstrap: str, prefix: str, envelopes: list[Envelope], place: Any
+) -> dict[str, set[int]]:
+    """confluent-kafka sending node telemetry and request logs where `place(index, envelope)`
+    says (None: unkeyed, librdkafka picks any partition); the other topics keyed as usual.
+    Returns, per node, the partitions its records landed on (from the delivery reports)."""
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    landed: dict[str, set[int]] = defaultdict(set)
+    spread = {"mdc.node-telemetry", REQUESTS}
+
+    def report(node_id: str) -> Any:
+        def delivered(err: Any, msg: Any) -> None:
+            assert err is None, err
+            landed[node_id].add(msg.partition())
+
+        return delivered
+
+    for i, env in enumerate(envelopes):
+        topic = f"{prefix}{env.topic.name}"
+        if env.topic.name not in spread:
+            producer.produce(topic, value=env.value, key=env.key, timestamp=env.event_ms)
+        else:
+            partition = place(i, env)
+            extra = {} if partition is None else {"partition": partition}
+            assert env.key is not None
+            producer.produce(
+                topic,
+                value=env.value,
+                key=None,
+                timestamp=env.event_ms,
+                on_delivery=report(env.key.decode()),
+                **extra,
+            )
+        producer.poll(0)
+    assert producer.flush(30) == 0, "confluent-kafka could not deliver everything"
+    return landed
+
+
+def test_unkeyed_producers_give_the_embedded_numbers(
+    kafka_bootstrap: str, topic_prefix: str, pool: WorkerPool
+) -> None:
+    """Node telemetry without a key (librdkafka spreads it: sticky, random partitions) and
+    request logs without a key, round-robin (kafka-go's default): every node's records land
+    on several partitions. Stage 2 merges each node's minute from the partitions that saw it;
+    every output key and value is `microdc process`'s, and the worker counts the merges."""
+    fleet = load_fleet()
+    config = SimConfig(start=START, minutes=MINUTES, seed=47, rps_scale=0.05)
+    envelopes = list(Simulator(fleet, config))
+    expected = expected_outputs(run_embedded(fleet, from_envelopes(envelopes)))
+    requests = count()
+
+    def place(i: int, env: Envelope) -> int | None:
+        return next(requests) % env.topic.partitions if env.topic.name == REQUESTS else None
+
+    worker = pool.add("w1").start()
+    worker.wait_ready()
+    landed = produce_spread(kafka_bootstrap, topic_prefix, envelopes, place)
+    assert sum(len(parts) > 1 for parts in landed.values()) == len(fleet.nodes)
+    got = wait_for_outputs(kafka_bootstrap, topic_prefix, expected, timeout=180)
+    assert_same(got, expected)
+    assert not got["mdc.late-events"]
+    merged = re.search(r"^microdc_split_node_minutes_total ([0-9.e+]+)$", worker.metrics(), re.M)
+    assert merged is not None and float(merged.group(1)) > 0
+    assert "stage 2 merges them" in worker.log_path.read_text(errors="replace")
+
+
+def test_a_node_whose_partition_changes_every_minute_gives_the_embedded_numbers(
+    kafka_bootstrap: str, topic_prefix: str, pool: WorkerPool
+) -> None:
+    """A producer whose partition for a node moves on every simulated minute (a partitioner
+    change, a topic re-created): each node-minute may sit on one partition, the next on
+    another, both streams moving differently. The numbers are `microdc process`'s."""
+    fleet = load_fleet()
+    config = SimConfig(start=START, minutes=MINUTES, seed=48, rps_scale=0.05)
+    envelopes = list(Simulator(fleet, config))
+    expected = expected_outputs(run_embedded(fleet, from_envelopes(envelopes)))
+    shift = {"mdc.node-telemetry": 1, REQUESTS: 3}
+
+    def place(i: int, env: Envelope) -> int:
+        assert env.key is not None
+        minute = (env.event_ms - int(START.timestamp() * 1000)) // 60_000
+        home = partition_for(env.key, env.topic.partitions)
+        return (home + shift[env.topic.name] * minute) % env.topic.partitions
+
+    pool.add("w1").start().wait_ready()
+    landed = produce_spread(kafka_bootstrap, topic_prefix, envelopes, place)
+    assert all(len(parts) == NODE_TELEMETRY.partitions for parts in landed.values())
     got = wait_for_outputs(kafka_bootstrap, topic_prefix, expected, timeout=180)
     assert_same(got, expected)
     assert not got["mdc.late-events"]

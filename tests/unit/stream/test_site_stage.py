@@ -229,22 +229,6 @@ def test_silent_nodes_get_an_idle_row_with_embodied_carbon_from_stage_two() -> N
     assert five.key == f"2026-03-02T12:00:00Z|{node.node_id}|__idle__"
 
 
-def test_a_node_reported_by_two_partitions_in_one_minute_is_noted_for_the_driver() -> None:
-    """An unkeyed producer spreads a node's records over partitions: stage 2 cannot attribute
-    that node's energy across them, and says so (`split_nodes`, for a warning and a metric)."""
-    stage = SiteStage(FLEET)
-    for zone in ("CO", "MX", "BR"):
-        stage.on_grid(grid(zone, 100.0))
-    on_zero = row(10.0, 0, 0.0)
-    on_one = msgspec.structs.replace(
-        row(0.0, 2, 0.0), key=on_zero.key.replace("checkout-api", "auth"), partition=1
-    )
-    stage.on_stage_one([on_zero, on_one])
-    assert stage.split_nodes == {}
-    stage.on_stage_one(marks(T12 + timedelta(hours=2, minutes=2)))
-    assert stage.split_nodes == {"bog1-r1-n01": {0, 1}} and stage.split_node_minutes == 1
-
-
 def test_the_waits_for_silent_meters_and_grid_are_options() -> None:
     """No meter reading and no grid value: with the defaults (30 min, 2 h of event time) the
     12:00 energy rows still wait when stage 1 is at 12:03; with 60 s and 120 s they close then,
