@@ -549,6 +549,8 @@ def node_minute_rows(
 def merge_node_minutes(
     node: Node,
     parts: list[list[NodeMinute]],
+    start: datetime,
+    stamp: str,
     embodied_g: float,
     partition: int,
 ) -> list[NodeMinute]:
@@ -583,8 +585,4 @@ def merge_node_minutes(
             acc.bytes_out += row.bytes_out
             if row.latency is not None:
                 acc.latency.merge(LatencySketch.from_wire(msgspec.convert(row.latency, SketchWire)))
-    first = parts[0][0]
-    stamp = first.key.split("|", 1)[0]
-    return node_minute_rows(
-        node, energy, services, first.window_start, stamp, embodied_g, partition
-    )
+    return node_minute_rows(node, energy, services, start, stamp, embodied_g, partition)

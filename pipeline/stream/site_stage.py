@@ -372,6 +372,8 @@ class SiteStage:
                 merge_node_minutes(
                     node,
                     [list(by_partition[p].values()) for p in sorted(by_partition)],
+                    _iso(minute),
+                    _stamp(minute),
                     self._embodied[node_id],
                     partition_for(node_id.encode(), self.state.partitions or 1),
                 )

@@ -35,6 +35,11 @@ from tests.unit.stream.test_node_stage import (
 OUTPUTS = ("mdc.energy-minutes", "mdc.site-minutes", "mdc.slo-burn", "mdc.alerts")
 
 
+def handoff(stage: NodeStage) -> list[NodeMinute | PartitionMark]:
+    """Stage 1's closed rows and marks, as the driver hands them to stage 2."""
+    return [o for o in stage.drain() if isinstance(o, NodeMinute | PartitionMark)]
+
+
 def energy_rows(partitioned: list[list[Any]]) -> list[EnergyMinute]:
     """Stage 1 on each partition's records, stage 2 over all of them: the closed 12:00 rows."""
     site = SiteStage(fleet(), facility_wait_s=0.0, grid_wait_s=0.0)
@@ -42,7 +47,7 @@ def energy_rows(partitioned: list[list[Any]]) -> list[EnergyMinute]:
         stage = NodeStage(fleet(), p, len(partitioned))
         feed(stage, records)
         stage.flush()
-        site.on_stage_one(o for o in stage.drain() if isinstance(o, NodeMinute | PartitionMark))
+        site.on_stage_one(handoff(stage))
     site.flush()
     return [o for o in site.drain() if isinstance(o, EnergyMinute) and o.window_start == T12]
 
@@ -78,7 +83,8 @@ def test_a_node_split_over_two_partitions_gives_the_rows_of_one() -> None:
     assert all(r.coverage == 1.0 for r in mine.values())
     # the stage-1 rows themselves: merged, they are the single partition's (inlet included)
     by_partition = [node_rows(records, p, node_id) for p, records in enumerate((part_0, part_1))]
-    merged = merge_node_minutes(node, by_partition, embodied(node_id), partition=0)
+    stamp = "2026-03-02T12:00:00Z"
+    merged = merge_node_minutes(node, by_partition, T12, stamp, embodied(node_id), partition=0)
     assert merged == node_rows(part_0 + part_1, 0, node_id)
     assert {r.max_inlet_c for r in merged} == {26.0}
 
@@ -103,7 +109,7 @@ def test_the_merge_is_noted_for_the_drivers_warning_and_metric() -> None:
         stage = NodeStage(fleet(), p, 2)
         feed(stage, [sample(node_id, T12 + timedelta(seconds=at), 250.0)])
         stage.flush()
-        site.on_stage_one(o for o in stage.drain() if isinstance(o, NodeMinute | PartitionMark))
+        site.on_stage_one(handoff(stage))
     assert site.split_nodes == {node_id: {0, 1}} and site.split_node_minutes == 1
 
 
@@ -113,12 +119,12 @@ def test_a_re_emitted_row_of_one_partition_is_not_a_split() -> None:
     stage = NodeStage(fleet(), 0, 1)
     feed(stage, [sample(node_id, T12 + timedelta(seconds=30), 250.0)])
     stage.flush()
-    handoff = [o for o in stage.drain() if isinstance(o, NodeMinute | PartitionMark)]
+    rows = handoff(stage)
     once = SiteStage(fleet(), facility_wait_s=0.0, grid_wait_s=0.0)
-    once.on_stage_one(handoff)
+    once.on_stage_one(rows)
     once.flush()
     twice = SiteStage(fleet(), facility_wait_s=0.0, grid_wait_s=0.0)
-    twice.on_stage_one(handoff + handoff)
+    twice.on_stage_one(rows + rows)
     twice.flush()
     assert twice.drain() == once.drain() and twice.split_node_minutes == 0
 
