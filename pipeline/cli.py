@@ -25,6 +25,7 @@ from rich.table import Table
 from pipeline.config import CONFIG_ENV, Settings, use_config_file
 from pipeline.errors import ConfigError, OutputError, PipelineError, one_line
 from pipeline.kafka_security import KafkaSecurity
+from pipeline.stream.site_stage import FACILITY_WAIT_S, GRID_WAIT_S
 
 app = typer.Typer(
     name="microdc",
@@ -307,8 +308,8 @@ def process(
         Path, typer.Option("--out", help="Folder for one file per output topic.")
     ] = Path("out/stream"),
     lateness_s: Annotated[float, typer.Option(help="Allowed lateness, seconds.")] = 120.0,
-    facility_wait_s: FacilityWaitOpt = 1800.0,
-    grid_wait_s: GridWaitOpt = 7200.0,
+    facility_wait_s: FacilityWaitOpt = FACILITY_WAIT_S,
+    grid_wait_s: GridWaitOpt = GRID_WAIT_S,
     fleet: FleetOpt = None,
 ) -> None:
     """Run the stream core in-process (no Kafka) over JSON-lines input files.
@@ -522,8 +523,8 @@ def worker(
             min=0.0,
         ),
     ] = 600.0,
-    facility_wait_s: FacilityWaitOpt = 1800.0,
-    grid_wait_s: GridWaitOpt = 7200.0,
+    facility_wait_s: FacilityWaitOpt = FACILITY_WAIT_S,
+    grid_wait_s: GridWaitOpt = GRID_WAIT_S,
     loglevel: Annotated[str, typer.Option(help="Log level.")] = "warning",
 ) -> None:
     """Run a stream worker (Faust) on Kafka; start more to share the partitions.

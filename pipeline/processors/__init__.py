@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import ConfigError
+from pipeline.stream.site_stage import FACILITY_WAIT_S, GRID_WAIT_S
 
 if TYPE_CHECKING:
     from pipeline.kafka_security import KafkaSecurity
@@ -29,8 +30,8 @@ def run_worker(
     store: str = "rocksdb://",
     lateness_s: float = 120.0,
     max_source_skew_s: float = 600.0,
-    facility_wait_s: float = 1800.0,
-    grid_wait_s: float = 7200.0,
+    facility_wait_s: float = FACILITY_WAIT_S,
+    grid_wait_s: float = GRID_WAIT_S,
     session_timeout_s: float = 30.0,
     loglevel: str = "warning",
     security: KafkaSecurity | None = None,

@@ -12,6 +12,7 @@ from pipeline.errors import PipelineError, one_line
 from pipeline.kafka_security import KafkaSecurity
 from pipeline.logs import logging_config
 from pipeline.processors import run_worker
+from pipeline.stream.site_stage import FACILITY_WAIT_S, GRID_WAIT_S
 
 
 def main() -> None:
@@ -26,8 +27,8 @@ def main() -> None:
     parser.add_argument("--lateness-s", type=float, default=120.0)
     parser.add_argument("--session-timeout-s", type=float, default=30.0)
     parser.add_argument("--max-source-skew", type=float, default=600.0)
-    parser.add_argument("--facility-wait-s", type=float, default=1800.0)
-    parser.add_argument("--grid-wait-s", type=float, default=7200.0)
+    parser.add_argument("--facility-wait-s", type=float, default=FACILITY_WAIT_S)
+    parser.add_argument("--grid-wait-s", type=float, default=GRID_WAIT_S)
     parser.add_argument("--loglevel", default="warning")
     args = parser.parse_args()
     settings = Settings()  # security and log format: MICRODC_* variables or the config file

@@ -51,7 +51,7 @@ from pipeline.processors.state import SnapshotStore, on_partition
 from pipeline.processors.web import WorkerMetrics
 from pipeline.stream.dead_letters import classify, dead_letter
 from pipeline.stream.node_stage import NodeStage
-from pipeline.stream.site_stage import SiteStage
+from pipeline.stream.site_stage import FACILITY_WAIT_S, GRID_WAIT_S, SiteStage
 from pipeline.wallclock import wall_clock_ms
 
 log = logging.getLogger(__name__)
@@ -631,8 +631,8 @@ class StageTwoAgent(StageAgent):
         *args: Any,
         pue_table: Any,
         grid_table: Any,
-        facility_wait_s: float = 1800.0,
-        grid_wait_s: float = 7200.0,
+        facility_wait_s: float = FACILITY_WAIT_S,
+        grid_wait_s: float = GRID_WAIT_S,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)

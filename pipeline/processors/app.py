@@ -32,6 +32,7 @@ from pipeline.processors.live import install_live
 from pipeline.processors.state import SnapshotStore
 from pipeline.processors.transport import BulkApp
 from pipeline.processors.web import StageCollector, WorkerMetrics, install_views
+from pipeline.stream.site_stage import FACILITY_WAIT_S, GRID_WAIT_S
 
 STORES = ("rocksdb://", "memory://")
 TICK_S = 0.5
@@ -53,8 +54,8 @@ class WorkerConfig:
     #: closing back (`StageAgent.after_batch`).
     max_source_skew_s: float = 600.0
     #: Event-time bounds a silent facility / grid feed holds stage 2 back (`SiteStage`).
-    facility_wait_s: float = 1800.0
-    grid_wait_s: float = 7200.0
+    facility_wait_s: float = FACILITY_WAIT_S
+    grid_wait_s: float = GRID_WAIT_S
     session_timeout_s: float = 30.0
     #: How the Faust clients and the topic admin connect (None: PLAINTEXT).
     security: KafkaSecurity | None = None
