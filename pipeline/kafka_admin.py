@@ -1,7 +1,10 @@
 """Create the pipeline's Kafka topics idempotently, with the partition counts the contracts declare.
 
 `ensure_topics` creates what is missing, leaves matching topics alone and refuses to go on when
-an existing topic has a different partition count (co-partitioned joins would silently break).
+an existing topic has a different partition count than its contract. Co-partitioned topics
+(`TopicSpec.co_partitioned`: node telemetry and request logs) may have any count, but the same
+one: a missing one is created with its partner's count, and `ensure_topics_counted` tells the
+worker how many there are.
 It never sends a metadata request for a topic that may not exist, so a broker with
 `auto.create.topics.enable=true` cannot create it behind our back with the wrong settings.
 """
@@ -17,9 +20,11 @@ from pipeline.errors import KafkaUnavailableError, PipelineError
 from pipeline.kafka_security import KafkaSecurity, client_kwargs, connect_errors
 
 __all__ = [
+    "CoPartitionMismatchError",
     "TopicCreationError",
     "TopicMismatchError",
     "ensure_topics",
+    "ensure_topics_counted",
     "ensure_topics_sync",
 ]
 
@@ -38,6 +43,23 @@ class TopicMismatchError(PipelineError):
         super().__init__(
             f"topic {topic} on {bootstrap} has {actual} partitions but its contract says "
             f"{expected}; delete and recreate it (data loss) or use a fresh topic prefix"
+        )
+
+
+class CoPartitionMismatchError(PipelineError):
+    """Topics read partition by partition together have different partition counts."""
+
+    exit_code = 2
+
+    def __init__(self, counts: dict[str, int], bootstrap: str) -> None:
+        self.counts = counts
+        listed = ", ".join(f"{name} has {n}" for name, n in sorted(counts.items()))
+        most = max(counts.values())
+        super().__init__(
+            f"topics on {bootstrap} are read partition by partition together but {listed} "
+            f"partitions; give them the same count, e.g. `kafka-topics.sh --alter --topic "
+            f"<topic> --partitions {most}` for the smaller ones (records already written stay "
+            "where they are, which the worker tolerates: any partitioner gives its numbers)"
         )
 
 
@@ -83,13 +105,33 @@ async def ensure_topics(
 ) -> list[str]:
     """Create the topics of `specs` that do not exist yet; return the names created.
 
-    Each topic gets `spec.partitions` partitions, `replication_factor` replicas and
-    `spec.config`. Existing topics are accepted if their partition count matches, otherwise
-    `TopicMismatchError`. Returns once every topic in `specs` has a leader for each partition,
-    so producers can use them right away. Raises `KafkaUnavailableError` if the broker cannot be
-    reached within `timeout` seconds and `TopicCreationError` if it refuses a topic. `security`:
-    how to connect (default PLAINTEXT).
+    Each topic gets `spec.partitions` partitions (a co-partitioned one its existing partner's
+    count), `replication_factor` replicas and `spec.config`. Existing topics are accepted if
+    their partition count matches (co-partitioned ones: if the group's counts are equal),
+    otherwise `TopicMismatchError` / `CoPartitionMismatchError`. Returns once every topic in
+    `specs` has a leader for each partition, so producers can use them right away. Raises
+    `KafkaUnavailableError` if the broker cannot be reached within `timeout` seconds and
+    `TopicCreationError` if it refuses a topic. `security`: how to connect (default PLAINTEXT).
     """
+    created, _ = await ensure_topics_counted(
+        bootstrap,
+        specs,
+        replication_factor=replication_factor,
+        timeout=timeout,
+        security=security,
+    )
+    return created
+
+
+async def ensure_topics_counted(
+    bootstrap: str,
+    specs: Iterable[TopicSpec],
+    *,
+    replication_factor: int = 1,
+    timeout: float = 30,
+    security: KafkaSecurity | None = None,
+) -> tuple[list[str], dict[str, int]]:
+    """`ensure_topics`, also returning every topic's partition count once it is ready."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from aiokafka.errors import KafkaError
 
@@ -99,7 +141,7 @@ async def ensure_topics(
         if other.partitions != spec.partitions:
             raise ValueError(f"topic {spec.name} is declared twice with different partitions")
     if not wanted:
-        return []
+        return [], {}
 
     admin = AIOKafkaAdminClient(
         bootstrap_servers=bootstrap,
@@ -113,15 +155,17 @@ async def ensure_topics(
             with connect_errors(bootstrap, security):
                 await admin.start()
             existing = set(await admin.list_topics()) & wanted.keys()
+            counts: dict[str, int] = {}
             if existing:
-                _check_counts(await admin.describe_topics(sorted(existing)), wanted, bootstrap)
+                counts = _partition_counts(await admin.describe_topics(sorted(existing)))
+                _check_counts(counts, wanted, bootstrap)
             missing = [spec for name, spec in wanted.items() if name not in existing]
             if missing:
                 response = await admin.create_topics(
                     [
                         NewTopic(
                             spec.name,
-                            spec.partitions,
+                            _count_for(spec, wanted, counts),
                             replication_factor,
                             topic_configs=dict(spec.config),
                         )
@@ -143,11 +187,16 @@ async def ensure_topics(
                             bootstrap,
                         )
                 if raced:
-                    _check_counts(await admin.describe_topics(raced), wanted, bootstrap)
+                    counts |= _partition_counts(await admin.describe_topics(raced))
+                    _check_counts(counts, wanted, bootstrap)
             # Only existing topics are described here, so nothing can be auto-created.
             names = set(wanted)
-            while not _all_have_leaders(await admin.describe_topics(sorted(names)), names):
+            while not _all_have_leaders(
+                described := await admin.describe_topics(sorted(names)), names
+            ):
                 await asyncio.sleep(0.05)
+            counts = _partition_counts(described)
+            _check_counts(counts, wanted, bootstrap)
     except TimeoutError as exc:
         raise KafkaUnavailableError(
             f"could not ensure topics on {bootstrap} within {timeout:g} s "
@@ -157,16 +206,30 @@ async def ensure_topics(
         raise KafkaUnavailableError(f"Kafka at {bootstrap}: {exc!r}") from exc
     finally:
         await admin.close()
-    return created
+    return created, counts
 
 
-def _check_counts(
-    described: list[dict[str, Any]], wanted: dict[str, TopicSpec], bootstrap: str
-) -> None:
-    for name, actual in sorted(_partition_counts(described).items()):
-        expected = wanted[name].partitions
-        if actual != expected:
-            raise TopicMismatchError(name, expected, actual, bootstrap)
+def _count_for(spec: TopicSpec, wanted: dict[str, TopicSpec], counts: dict[str, int]) -> int:
+    """How many partitions a missing topic gets: its contract's, or a co-partitioned partner's
+    that exists already."""
+    if spec.co_partitioned is not None:
+        for name, other in sorted(wanted.items()):
+            if other.co_partitioned == spec.co_partitioned and name in counts:
+                return counts[name]
+    return spec.partitions
+
+
+def _check_counts(counts: dict[str, int], wanted: dict[str, TopicSpec], bootstrap: str) -> None:
+    groups: dict[str, dict[str, int]] = {}
+    for name, actual in sorted(counts.items()):
+        spec = wanted[name]
+        if spec.co_partitioned is not None:
+            groups.setdefault(spec.co_partitioned, {})[name] = actual
+        elif actual != spec.partitions:
+            raise TopicMismatchError(name, spec.partitions, actual, bootstrap)
+    for group in groups.values():
+        if len(set(group.values())) > 1:
+            raise CoPartitionMismatchError(group, bootstrap)
 
 
 def ensure_topics_sync(

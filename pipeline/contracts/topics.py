@@ -9,7 +9,9 @@ import msgspec
 
 from pipeline.contracts.records import FacilitySample, GridIntensity, NodeSample, RequestLog
 
-#: Node telemetry and request logs are co-partitioned on `node_id`: same key, same count.
+#: Node telemetry and request logs are co-partitioned on `node_id`: same key, same count. This
+#: is the count the pipeline creates them with; existing topics may have any count, as long as
+#: both have the same (see `TopicSpec.co_partitioned`).
 CO_PARTITIONS = 4
 
 
@@ -23,6 +25,10 @@ class TopicSpec:
     record_type: type[msgspec.Struct] | None
     description: str
     config: dict[str, str] = field(default_factory=dict)
+    #: Topics of one group are read partition by partition together (stage 1): they may have
+    #: any partition count - `partitions` is what the pipeline creates them with - but all
+    #: topics of the group the same one. Other topics must have exactly `partitions`.
+    co_partitioned: str | None = None
 
     def key_of(self, record: msgspec.Struct) -> bytes | None:
         """The message key of `record` (UTF-8), or None for unkeyed topics."""
@@ -42,6 +48,7 @@ NODE_TELEMETRY = TopicSpec(
     "node_id",
     NodeSample,
     "Per-node power, utilisation and temperatures (NodeSample).",
+    co_partitioned="stage-one",
 )
 REQUEST_LOG = TopicSpec(
     "mdc.request-log",
@@ -49,6 +56,7 @@ REQUEST_LOG = TopicSpec(
     "node_id",
     RequestLog,
     "One record per finished request (RequestLog); co-partitioned with node telemetry.",
+    co_partitioned="stage-one",
 )
 FACILITY_TELEMETRY = TopicSpec(
     "mdc.facility-telemetry",

@@ -6,6 +6,7 @@ when a worker is started, so `import pipeline.processors` stays cheap.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,12 +54,14 @@ def run_worker(
     """
     import faust
 
-    from pipeline.contracts.topics import iter_topics
-    from pipeline.kafka_admin import ensure_topics_sync
+    from pipeline.contracts.topics import NODE_TELEMETRY, iter_topics
+    from pipeline.kafka_admin import ensure_topics_counted
     from pipeline.processors.app import WorkerConfig, create_app
 
     _check_port_free(web_bind, web_port)
-    ensure_topics_sync(bootstrap, iter_topics(topic_prefix), security=security)
+    _, counts = asyncio.run(
+        ensure_topics_counted(bootstrap, list(iter_topics(topic_prefix)), security=security)
+    )
 
     app = create_app(
         WorkerConfig(
@@ -75,6 +78,7 @@ def run_worker(
             grid_wait_s=grid_wait_s,
             session_timeout_s=session_timeout_s,
             security=security,
+            stage_one_partitions=counts[f"{topic_prefix}{NODE_TELEMETRY.name}"],
         )
     )
     worker = faust.Worker(app, loglevel=loglevel, quiet=True, logging_config=logging_config)

@@ -121,6 +121,9 @@ class StageAgent:
     """What both stages share: partition loading, positions, seeks, snapshots, commits."""
 
     stage_name = "?"
+    #: How many partitions each source topic had when the worker started; records of a
+    #: partition added later are not read until the workers restart (`_unknown_partition`).
+    partition_count = 1
 
     def __init__(
         self,
@@ -151,6 +154,7 @@ class StageAgent:
         self._last_commit = time.monotonic()
         self.stopping = False
         self.sink = OutputSink(app, prefix)
+        self._unknown_warned: set[tuple[str, int]] = set()
 
     # -- to implement --------------------------------------------------------------------------
     def new_stage(self, partition: int) -> Any:
@@ -186,6 +190,9 @@ class StageAgent:
             for tp, records in batches.items():
                 if not records or tp not in assignment:
                     continue  # revoked meanwhile: the new owner reads these
+                if tp.partition >= self.partition_count:
+                    self._unknown_partition(tp)
+                    continue  # left in Kafka: read after the restart
                 run = await self._run_for(tp.partition)
                 source = run.by_topic[tp.topic]
                 accepted = await self._accept(run, source, tp, records, seq)
@@ -194,6 +201,20 @@ class StageAgent:
                     touched[run.partition] = run
             await self._process(touched.values())
         self.metrics.batch_seconds.labels(self.stage_name).inc(time.perf_counter() - started)
+
+    def _unknown_partition(self, tp: Any) -> None:
+        key = (tp.topic, tp.partition)
+        if key in self._unknown_warned:
+            return
+        self._unknown_warned.add(key)
+        log.error(
+            "%s: %s[%d] was added after this worker started (it was built for %d partitions): "
+            "its records wait in Kafka until every worker is restarted",
+            self.stage_name,
+            tp.topic,
+            tp.partition,
+            self.partition_count,
+        )
 
     async def tick(self) -> None:
         """Release records held by the merge once their other sources are caught up (end of a
@@ -513,7 +534,7 @@ class StageOneAgent(StageAgent):
 
     def __init__(self, *args: Any, partitions: int, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.partitions = partitions
+        self.partitions = self.partition_count = partitions
         self._source_topic = {s.name: s.topic for s in self.sources}
         self._warned: set[tuple[str, int]] = set()
         self._node = decoder(NodeSample).decode

@@ -22,9 +22,10 @@ from pipeline.contracts.topics import (
     REQUEST_LOG,
     iter_topics,
 )
+from pipeline.errors import ConfigError
 from pipeline.fleet import load_fleet
 from pipeline.fleet.model import Fleet
-from pipeline.kafka_admin import ensure_topics
+from pipeline.kafka_admin import ensure_topics_counted
 from pipeline.kafka_records import lean_records
 from pipeline.kafka_security import KafkaSecurity, faust_credentials
 from pipeline.processors.agents import Source, StageAgent, StageOneAgent, StageTwoAgent
@@ -59,6 +60,9 @@ class WorkerConfig:
     session_timeout_s: float = 30.0
     #: How the Faust clients and the topic admin connect (None: PLAINTEXT).
     security: KafkaSecurity | None = None
+    #: Partitions of node telemetry and request logs (equal: co-partitioned). `run_worker`
+    #: reads it from the broker; the topics may have any count (`TopicSpec.co_partitioned`).
+    stage_one_partitions: int = CO_PARTITIONS
     fleet: Fleet | None = field(default=None, compare=False)
 
     @property
@@ -76,11 +80,18 @@ class WorkerApp(BulkApp):
     microdc: WorkerConfig
 
     async def on_first_start(self) -> None:
-        await ensure_topics(
-            self.microdc.bootstrap,
-            list(iter_topics(self.microdc.topic_prefix)),
-            security=self.microdc.security,
+        config = self.microdc
+        _, counts = await ensure_topics_counted(
+            config.bootstrap, list(iter_topics(config.topic_prefix)), security=config.security
         )
+        actual = counts[f"{config.topic_prefix}{NODE_TELEMETRY.name}"]
+        if actual != config.stage_one_partitions:
+            raise ConfigError(
+                f"{config.topic_prefix}{NODE_TELEMETRY.name} has {actual} partitions, this "
+                f"worker was built for {config.stage_one_partitions}: start it with "
+                "`microdc worker` (which reads the count from the broker) or set "
+                f"MICRODC_STAGE_ONE_PARTITIONS={actual}"
+            )
         await super().on_first_start()
 
     async def on_stop(self) -> None:
@@ -126,12 +137,13 @@ def create_app(config: WorkerConfig) -> WorkerApp:
     app.microdc = config
 
     names = {spec.name: f"{prefix}{spec.name}" for spec in iter_topics()}
+    stage_one = config.stage_one_partitions
     for spec in (NODE_TELEMETRY, REQUEST_LOG, NODE_MINUTES, FACILITY_TELEMETRY, GRID_INTENSITY):
         # Declared so the consumer subscribes; records go to the bulk agents, never to streams.
         app.topics.add(
             app.topic(
                 names[spec.name],
-                partitions=spec.partitions,
+                partitions=stage_one if spec.co_partitioned else spec.partitions,
                 acks=False,
                 key_serializer="raw",
                 value_serializer="raw",
@@ -156,13 +168,13 @@ def create_app(config: WorkerConfig) -> WorkerApp:
         "lateness_s": config.lateness_s,
         "max_source_skew_s": config.max_source_skew_s,
     }
-    stage_one = StageOneAgent(
+    stage_one_agent = StageOneAgent(
         app,
         fleet,
-        SnapshotStore(table("stage-one", CO_PARTITIONS), names[REQUEST_LOG.name]),
+        SnapshotStore(table("stage-one", stage_one), names[REQUEST_LOG.name]),
         # Tie-break on equal timestamps: node telemetry first.
         (Source("node", names[NODE_TELEMETRY.name]), Source("request", names[REQUEST_LOG.name])),
-        partitions=CO_PARTITIONS,
+        partitions=stage_one,
         **common,
     )
     stage_two = StageTwoAgent(
@@ -180,7 +192,7 @@ def create_app(config: WorkerConfig) -> WorkerApp:
         grid_table=lookup("grid-intensity"),
         **common,
     )
-    agents: tuple[StageAgent, ...] = (stage_one, stage_two)
+    agents: tuple[StageAgent, ...] = (stage_one_agent, stage_two)
     for agent in agents:
         for source in agent.sources:
             app.bulk_routes[source.topic] = agent.handle
@@ -248,6 +260,7 @@ def config_from_env() -> WorkerConfig:
         security=KafkaSecurity.from_settings(settings),
         data_dir=Path(data_dir) if data_dir else None,
         store=os.environ.get("MICRODC_WORKER_STORE", "rocksdb://"),
+        stage_one_partitions=int(os.environ.get("MICRODC_STAGE_ONE_PARTITIONS", CO_PARTITIONS)),
     )
 
 

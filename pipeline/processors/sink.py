@@ -63,10 +63,11 @@ class OutputSink:
 
     def add(self, record: Any, *, partition: int | None = None) -> None:
         """Queue `record` for its topic; `partition` pins it (e.g. late events stay with their
-        source partition), otherwise the key decides."""
+        source partition, modulo the topic's count), otherwise the key decides."""
         spec = OUTPUT_SPECS[type(record).__name__]
-        if spec.partitions == 1:
-            partition = 0
+        if partition is not None:
+            # stage-1 topics may have more partitions than the output topic
+            partition %= spec.partitions
         self._pending.append(
             (spec.name, message_key(spec, record), _encoder.encode(record), partition)
         )

@@ -176,7 +176,13 @@ def produce_spread(
     Returns, per node, the partitions its records landed on (from the delivery reports)."""
     from confluent_kafka import Producer
 
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    # Unkeyed records: a random partition each. librdkafka's default sticky partitioner keeps
+    # one partition for 10 ms of wall clock, which for a send loop as fast as this one is
+    # minutes of event time: a partition's node telemetry could end minutes before the others',
+    # and that source then holds closing back for --max-source-skew (600 s), as it must.
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "linger.ms": 5, "sticky.partitioning.linger.ms": 0}
+    )
     landed: dict[str, set[int]] = defaultdict(set)
     spread = {"mdc.node-telemetry", REQUESTS}
 
@@ -397,3 +403,74 @@ def test_a_sarama_fnv1a_partitioner_and_log_append_time_topics(
     got = wait_for_outputs(kafka_bootstrap, topic_prefix, expected, timeout=180)
     assert_same(got, expected)
     assert not got["mdc.late-events"]
+
+
+def add_partitions(bootstrap: str, topics: dict[str, int]) -> None:
+    """What `kafka-topics.sh --alter --partitions N` does: more partitions for existing topics
+    (records already written stay where they are)."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewPartitions
+
+    async def run() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            await admin.create_partitions({t: NewPartitions(n) for t, n in topics.items()})
+            for _ in range(200):  # the metadata shows the new partitions a moment later
+                described = await admin.describe_topics(sorted(topics))
+                if all(len(t["partitions"]) == topics[t["topic"]] for t in described):
+                    return
+                await asyncio.sleep(0.05)
+            raise AssertionError(f"the broker did not add the partitions: {described}")
+        finally:
+            await admin.close()
+
+    asyncio.run(run())
+
+
+def test_input_topics_with_another_partition_count_give_the_embedded_numbers(
+    kafka_bootstrap: str, topic_prefix: str, pool: WorkerPool
+) -> None:
+    """A site whose node-telemetry and request-log topics have 6 partitions, not the 4 the
+    pipeline would create, fed by librdkafka (CRC32 over 6): two workers share the 6 stage-1
+    partitions (their snapshot changelog gets 6 too) and the numbers are `microdc process`'s."""
+    fleet = load_fleet()
+    config = SimConfig(start=START, minutes=MINUTES, seed=49, rps_scale=0.05)
+    envelopes = list(Simulator(fleet, config))
+    expected = expected_outputs(run_embedded(fleet, from_envelopes(envelopes)))
+    names = [f"{topic_prefix}{NODE_TELEMETRY.name}", f"{topic_prefix}{REQUESTS}"]
+    add_partitions(kafka_bootstrap, dict.fromkeys(names, 6))
+    produce_with_librdkafka(kafka_bootstrap, topic_prefix, envelopes)
+
+    workers = [pool.add(name).start() for name in ("w1", "w2")]
+    for worker in workers:
+        worker.wait_ready()
+    got = wait_for_outputs(kafka_bootstrap, topic_prefix, expected, timeout=180)
+    assert_same(got, expected)
+    assert not got["mdc.late-events"]
+    owned = {
+        entry
+        for worker in workers
+        for entry in (worker.health() or {}).get("assigned", [])
+        if entry.startswith(names[1])
+    }
+    assert owned == {f"{names[1]}[{p}]" for p in range(6)}
+
+
+def test_co_partitioned_topics_with_different_counts_are_refused_with_the_fix(
+    kafka_bootstrap: str, topic_prefix: str, kafka_topics: dict[str, Any]
+) -> None:
+    """Request logs on 6 partitions, node telemetry on 4: stage 1 reads partition p of both
+    together, so the worker refuses to start and says how to align them."""
+    from pipeline.contracts.topics import iter_topics
+    from pipeline.kafka_admin import CoPartitionMismatchError, ensure_topics_sync
+
+    add_partitions(kafka_bootstrap, {kafka_topics[REQUESTS].name: 6})
+    try:
+        ensure_topics_sync(kafka_bootstrap, iter_topics(topic_prefix))
+    except CoPartitionMismatchError as exc:
+        message = str(exc)
+    else:
+        raise AssertionError("a 4/6 co-partitioned pair was accepted")
+    assert f"{topic_prefix}{REQUESTS} has 6" in message
+    assert f"{topic_prefix}{NODE_TELEMETRY.name} has 4" in message
+    assert "--partitions 6" in message
