@@ -127,13 +127,22 @@ def test_a_silent_request_stream_holds_closing_back_only_for_the_skew_bound(
     )
 
 
+def librdkafka_producer(bootstrap: str, **config: Any) -> Any:
+    """confluent-kafka's Producer as the README tells sites to configure it: defaults (the CRC32
+    partitioner) plus idempotence. Without it librdkafka may retry a timed-out batch behind
+    later ones (this machine under a full test run: a broker request times out now and then),
+    which reorders a partition by minutes of event time for a send loop this fast: its records
+    are then late, rightly, and the numbers differ from `microdc process` on the sent order."""
+    from confluent_kafka import Producer
+
+    return Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, **config})
+
+
 def produce_with_librdkafka(bootstrap: str, prefix: str, envelopes: list[Envelope]) -> Counter[str]:
     """confluent-kafka's Producer with its defaults: librdkafka's `consistent_random` (CRC32)
     partitioner, as kcat, Fluent Bit and Vector use; Kafka timestamp = event time. Returns how
     many records went to another partition than the project's murmur2 would choose."""
-    from confluent_kafka import Producer
-
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20})
+    producer = librdkafka_producer(bootstrap, **{"linger.ms": 20})
     moved: Counter[str] = Counter()
     for env in envelopes:
         producer.produce(
@@ -174,14 +183,12 @@ def produce_spread(
     """confluent-kafka sending node telemetry and request logs where `place(index, envelope)`
     says (None: unkeyed, librdkafka picks any partition); the other topics keyed as usual.
     Returns, per node, the partitions its records landed on (from the delivery reports)."""
-    from confluent_kafka import Producer
-
     # Unkeyed records: a random partition each. librdkafka's default sticky partitioner keeps
     # one partition for 10 ms of wall clock, which for a send loop as fast as this one is
     # minutes of event time: a partition's node telemetry could end minutes before the others',
     # and that source then holds closing back for --max-source-skew (600 s), as it must.
-    producer = Producer(
-        {"bootstrap.servers": bootstrap, "linger.ms": 5, "sticky.partitioning.linger.ms": 0}
+    producer = librdkafka_producer(
+        bootstrap, **{"linger.ms": 5, "sticky.partitioning.linger.ms": 0}
     )
     landed: dict[str, set[int]] = defaultdict(set)
     spread = {"mdc.node-telemetry", REQUESTS}
@@ -350,7 +357,6 @@ def test_a_sarama_fnv1a_partitioner_and_log_append_time_topics(
 ) -> None:
     """Go's sarama picks partitions with FNV-1a; the input topics stamp LogAppendTime (the
     broker's clock, not the producer's): the numbers are still `microdc process`'s."""
-    from confluent_kafka import Producer
     from confluent_kafka.admin import (
         AdminClient,
         AlterConfigOpType,
@@ -386,7 +392,7 @@ def test_a_sarama_fnv1a_partitioner_and_log_append_time_topics(
     config = SimConfig(start=START, minutes=MINUTES, seed=46, rps_scale=0.05)
     envelopes = list(Simulator(fleet, config))
     expected = expected_outputs(run_embedded(fleet, from_envelopes(envelopes)))
-    producer = Producer({"bootstrap.servers": kafka_bootstrap, "linger.ms": 20})
+    producer = librdkafka_producer(kafka_bootstrap, **{"linger.ms": 20})
     moved = 0
     for env in envelopes:
         assert env.key is not None

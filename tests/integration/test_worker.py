@@ -125,7 +125,17 @@ def wait_for_outputs(
         wait_for(complete, timeout, "every closed minute's outputs", every=1.0)
     except AssertionError:
         missing = {t: sorted(keys - got[t].keys())[:5] for t, keys in need.items()}
-        raise AssertionError(f"outputs missing after {timeout} s, e.g. {missing}") from None
+        # What the worker said instead: late records (by topic, partition and reason) point at
+        # a reordered input, none at a row that never reached stage 2.
+        late = Counter(
+            (e[0]["source_topic"], e[0]["partition"], e[0]["reason"])
+            for e in got.get("mdc.late-events", {}).values()
+            if e
+        )
+        raise AssertionError(
+            f"outputs missing after {timeout} s, e.g. {missing}; "
+            f"late events received: {dict(late) or 'none'}"
+        ) from None
     return got
 
 
