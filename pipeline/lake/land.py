@@ -175,6 +175,11 @@ class Lander:
             return
         if owned.landing is not None:
             await owned.landing  # backpressure, and raises if the previous landing failed
+        if self.owned.get(tp) is not owned:
+            # Revoked (and perhaps assigned again) while we waited: the lake's recovery has
+            # already decided where this partition is read from, so landing the draft now
+            # would land its rows a second time. Its records are read again.
+            return
         owned.landing = asyncio.create_task(self._finish(tp, owned.dataset, draft))
 
     async def _finish(self, tp: TopicPartition, dataset: Dataset, draft: SegmentDraft) -> None:
@@ -277,6 +282,8 @@ class Lander:
             buffer.set_horizon(self.watermarks.get(owned.dataset.name), self.now_ms())
             self.stats.consumed += len(records)
             for rec in records:
+                if self.owned.get(tp) is not owned:
+                    break  # revoked during a landing: the next owner reads these again
                 buffer.add(rec.offset, rec.timestamp, rec.value)
                 if buffer.full():
                     await self._land(tp, owned)
