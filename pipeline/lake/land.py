@@ -282,11 +282,11 @@ class Lander:
             buffer.set_horizon(self.watermarks.get(owned.dataset.name), self.now_ms())
             self.stats.consumed += len(records)
             for rec in records:
-                if self.owned.get(tp) is not owned:
-                    break  # revoked during a landing: the next owner reads these again
                 buffer.add(rec.offset, rec.timestamp, rec.value)
                 if buffer.full():
                     await self._land(tp, owned)
+                    if self.owned.get(tp) is not owned:
+                        break  # revoked during the landing: the next owner reads these again
             if buffer.max_event_ms is not None:
                 name = owned.dataset.name
                 if buffer.max_event_ms > self.watermarks.get(name, buffer.max_event_ms - 1):
