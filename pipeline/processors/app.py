@@ -235,6 +235,7 @@ def create_app(config: WorkerConfig) -> WorkerApp:
         bootstrap=config.bootstrap,
         prefix=prefix,
         metrics=metrics,
+        describe=describe,
         security=config.security,
     )
     return app

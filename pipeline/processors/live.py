@@ -22,6 +22,10 @@ Design decisions (the numbers themselves are defined in `pipeline.stream.live`):
   event loop the stages share is never held for long; no per-event work.
 - **Refresh.** The page polls `live.json` every 2 s (see `live_page`); the view is rebuilt only
   when an input changed since the last request.
+- **This worker's inputs.** `live.json` also carries `inputs` (`live_inputs`): the input
+  topic-partitions this worker owns, from the agents' `describe()` and the `WorkerMetrics`
+  counters that `/metrics` exports, read per request (no Kafka reads, no counting of its own).
+  Unlike the rest of the view it differs between replicas.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from pipeline.contracts.topics import (
 from pipeline.fleet.model import Fleet
 from pipeline.kafka_security import KafkaSecurity, client_kwargs
 from pipeline.metrics.slo import AlertEvent
+from pipeline.processors.live_inputs import counter_values, inputs_view
 from pipeline.processors.web import WorkerMetrics, install_live_views
 from pipeline.stream.live import AHEAD_MINUTES, LiveState, NodeMinuteItem
 
@@ -204,6 +209,18 @@ class LiveReader(Service):  # type: ignore[misc]
             self.metrics.live_errors.labels(name).inc(bad)
 
 
+_encode = msgspec.json.Encoder().encode
+
+
+def live_json(
+    state: LiveState, describe: Callable[[], Mapping[str, Any]], metrics: WorkerMetrics
+) -> bytes:
+    """The body of `GET /live.json`: the fleet's view (`LiveState.view()`, its fields at the top
+    level) plus `inputs`, this worker's input sources (`live_inputs.inputs_view`)."""
+    inputs = inputs_view(describe()["partitions"], counter_values(metrics))
+    return _encode({**msgspec.structs.asdict(state.view()), "inputs": inputs})
+
+
 def install_live(
     app: Any,
     fleet: Fleet,
@@ -211,12 +228,13 @@ def install_live(
     bootstrap: str,
     prefix: str,
     metrics: WorkerMetrics,
+    describe: Callable[[], Mapping[str, Any]],
     security: KafkaSecurity | None = None,
 ) -> LiveState:
     """Add the live view to a worker app: the reader (started with the app's tasks, stopped
-    with it) and the `/live` and `/live.json` pages."""
+    with it) and the `/live` and `/live.json` pages. `describe` is the stage runs' state, as for
+    `/health` and `StageCollector` (`{"partitions": [...]}`)."""
     state = LiveState(fleet)
-    encode = msgspec.json.Encoder().encode
 
     @app.task
     async def start_live_reader() -> None:
@@ -232,5 +250,5 @@ def install_live(
         )
         await app.add_runtime_dependency(reader)
 
-    install_live_views(app, lambda: encode(state.view()))
+    install_live_views(app, lambda: live_json(state, describe, metrics))
     return state

@@ -5,8 +5,11 @@ no fonts, no images; the Content-Security-Policy sent with it allows exactly tha
 styles by hash, fetches to its own origin). Every 2 s it fetches the view and redraws the site
 table (value + inline SVG sparkline per metric), the fleet totals and the alerts; the header
 says when the last refresh succeeded (browser time) and which event-time minute the data is as
-of. Cells carry `data-metric` / `data-value` and rows `data-site` / `data-alert-id`, so tests
-read numbers, not formatted text.
+of. Under them, "Inputs (this worker)" (`live_inputs`): the worker's input topic-partitions and
+per-topic counts, rows the view flags drawn in the warning style with their hint. Cells carry
+`data-metric` / `data-value` and rows `data-site` / `data-alert-id` / `data-topic` (+
+`data-partition`), so tests read numbers, not formatted text. Every string from the data (ids
+come from Kafka) is set as `textContent`, never parsed as HTML.
 """
 
 from __future__ import annotations
@@ -102,6 +105,17 @@ svg.spark.burn { --spark: #d9480f; }
 svg.spark.p95 { --spark: #7a4cd9; }
 svg.spark.pue { --spark: #0f8b8d; }
 .empty { color: var(--muted); text-align: center; padding: 22px; }
+.topic { font-weight: 600; overflow-wrap: anywhere; }
+.hint { color: var(--warn); font-size: 12px; margin-top: 2px; }
+tr.warn td { background: #fffaeb; }
+tr.warn td:first-child { box-shadow: inset 3px 0 0 var(--warn); }
+td.num.warn .v { color: var(--warn); }
+.badge.excluded { background: #fdf3d7; color: var(--warn); }
+.badge.waited { background: #e3f4ec; color: var(--ok); }
+#inputs td:first-child, #input-topics td:first-child { width: 34%; }
+#input-topics { margin-top: 12px; }
+.split { margin: 12px 0 0; }
+.split.warn { color: var(--warn); font-weight: 600; }
 footer { color: var(--muted); font-size: 12px; margin-top: 22px; line-height: 1.6; }
 footer b { color: #475467; font-weight: 600; }
 """
@@ -343,6 +357,85 @@ function render(data) {
     ? data.resolved.slice(0, 8)
       .map((a) => `${a.rule} ${scope(a)} (${hhmm(a.fired_at)}–${hhmm(a.at)})`).join("; ")
     : "none";
+  if (data.inputs) renderInputs(data.inputs);
+}
+
+const hhmmss = (iso) => iso ? iso.slice(11, 19) : "–";
+function seconds(v) {
+  if (!isNum(v)) return ["–", ""];
+  return v >= 120 ? [(v / 60).toFixed(1), "min"] : [v.toFixed(0), "s"];
+}
+function emptyRow(cols, text) {
+  const td = el("td", "empty", text);
+  td.colSpan = cols;
+  const tr = el("tr");
+  tr.appendChild(td);
+  return tr;
+}
+function nameCell(text, hint) {
+  const td = el("td");
+  td.appendChild(el("div", "topic", text));
+  if (hint) td.appendChild(el("div", "hint", hint));
+  return td;
+}
+function countCell(metric, value, sub) {
+  const td = numCell(metric, value, fmt.int(value), "", sub);
+  if (isNum(value) && value > 0) td.classList.add("warn");
+  return td;
+}
+
+function inputRow(p, warnAfter) {
+  const tr = el("tr", p.warn ? "warn" : null);
+  tr.dataset.topic = p.topic;
+  tr.dataset.partition = String(p.partition);
+  tr.appendChild(nameCell(`${p.topic} [${p.partition}]`, p.hint));
+  tr.appendChild(el("td", "muted", p.stage));
+  tr.appendChild(numCell("consumer_lag", p.consumer_lag, fmt.int(p.consumer_lag), "records"));
+  tr.appendChild(numCell("watermark_ms", p.watermark_ms, hhmmss(p.watermark), "UTC",
+    day(p.watermark)));
+  const [behind, unit] = seconds(p.behind_s);
+  const behindTd = numCell("behind_s", p.behind_s, behind, unit, "");
+  if (isNum(p.behind_s) && p.behind_s > warnAfter) behindTd.classList.add("warn");
+  tr.appendChild(behindTd);
+  const skew = el("td");
+  skew.dataset.metric = "excluded";
+  skew.dataset.value = p.excluded === null ? "" : String(p.excluded);
+  if (p.excluded === null) skew.appendChild(el("span", "muted", "–"));
+  else if (p.excluded) skew.appendChild(el("span", "badge excluded", "excluded"));
+  else skew.appendChild(el("span", "badge waited", "waited for"));
+  tr.appendChild(skew);
+  return tr;
+}
+
+function topicRow(t) {
+  const tr = el("tr", t.warn ? "warn" : null);
+  tr.dataset.topic = t.topic;
+  tr.appendChild(nameCell(t.topic || "(no topic)", t.hint));
+  tr.appendChild(numCell("records_consumed", t.records_consumed, fmt.int(t.records_consumed),
+    ""));
+  const reasons = Object.entries(t.late).map(([why, n]) => el("div", null, `${fmt.int(n)} ${why}`));
+  tr.appendChild(countCell("late_total", t.late_total, reasons));
+  tr.appendChild(countCell("duplicates_dropped", t.duplicates_dropped, ""));
+  return tr;
+}
+
+function renderInputs(inputs) {
+  $("input-count").textContent = `(${inputs.partitions.length} topic-partitions)`;
+  $("behind-warn").textContent = String(inputs.behind_warn_s);
+  const parts = $("inputs").tBodies[0];
+  if (inputs.partitions.length) {
+    parts.replaceChildren(...inputs.partitions.map((p) => inputRow(p, inputs.behind_warn_s)));
+  } else {
+    parts.replaceChildren(emptyRow(6, "This worker owns no input partition (yet)."));
+  }
+  const topics = $("input-topics").tBodies[0];
+  if (inputs.topics.length) topics.replaceChildren(...inputs.topics.map(topicRow));
+  else topics.replaceChildren(emptyRow(4, "No input records yet."));
+  const split = $("split");
+  split.className = "split" + (inputs.split_warn ? " warn" : "");
+  split.dataset.value = String(inputs.split_node_minutes);
+  $("split-count").textContent = fmt.int(inputs.split_node_minutes);
+  $("split-hint").textContent = inputs.split_hint ? ` · ${inputs.split_hint}` : "";
 }
 
 function setStatus(ok, detail) {
@@ -404,6 +497,29 @@ BODY = """
       <tbody><tr><td class="empty" colspan="5">Waiting for data…</td></tr></tbody>
     </table></div>
     <p class="muted">Resolved in the window: <span id="resolved">none</span></p>
+  </section>
+  <section>
+    <h2>Inputs (this worker) <span class="n" id="input-count"></span></h2>
+    <div class="scroll"><table id="inputs">
+      <thead><tr>
+        <th>Topic [partition]</th><th>Stage</th><th>Consumer lag</th><th>Watermark</th>
+        <th>Behind fastest</th><th>Skew rule</th>
+      </tr></thead>
+      <tbody><tr><td class="empty" colspan="6">Waiting for data…</td></tr></tbody>
+    </table></div>
+    <div class="scroll"><table id="input-topics">
+      <thead><tr>
+        <th>Topic</th><th>Records consumed</th><th>Late records</th><th>Duplicates dropped</th>
+      </tr></thead>
+      <tbody><tr><td class="empty" colspan="4">Waiting for data…</td></tr></tbody>
+    </table></div>
+    <p class="split" id="split">Node-minutes merged from several stage-1 partitions (worker-wide):
+      <span class="count" id="split-count">–</span><span id="split-hint"></span></p>
+    <p class="muted">This worker only (replicas differ): the input topic-partitions it owns, their
+      watermark (event time minus the allowed lateness) and how far it trails the fastest source
+      of the same stage partition (flagged beyond <span id="behind-warn">60</span> s, or when the
+      skew rule stopped waiting for it); counts per topic since the worker started. The same
+      numbers as <code>/metrics</code>.</p>
   </section>
   <footer>
     <b>Energy / request</b>: facility Wh (node IT energy × PUE, idle included) / requests over the

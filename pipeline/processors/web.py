@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from prometheus_client import (
@@ -114,6 +114,17 @@ class WorkerMetrics:
         self.registry.register(collector)
 
 
+def behind_seconds(marks: Mapping[str, int | None]) -> dict[str, float]:
+    """Per source with a watermark (ms, event time): seconds it trails the fastest of `marks`,
+    the sources of one stage partition (`microdc_source_behind_seconds`, the live view's
+    inputs)."""
+    known = [m for m in marks.values() if m is not None]
+    if not known:
+        return {}
+    lead = max(known)
+    return {name: (lead - mark) / 1000 for name, mark in marks.items() if mark is not None}
+
+
 class StageCollector(Collector):
     """Gauges read from the live stages at scrape time: open minutes, watermark lag, backlog."""
 
@@ -149,10 +160,8 @@ class StageCollector(Collector):
         )
         for part in state["partitions"]:
             marks = part.get("source_watermark_ms") or {}
-            known = [m for m in marks.values() if m is not None]
-            for topic, mark in marks.items():
-                if mark is not None:
-                    behind.add_metric([topic, str(part["partition"])], (max(known) - mark) / 1000)
+            for topic, seconds in behind_seconds(marks).items():
+                behind.add_metric([topic, str(part["partition"])], seconds)
             labels = [part["stage"], str(part["partition"])]
             open_minutes.add_metric(labels, part["open_minutes"])
             buffered.add_metric(labels, part["buffered"])

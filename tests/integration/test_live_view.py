@@ -6,7 +6,8 @@ so the page follows minute by minute without being reloaded, until the last minu
 watermarks pass (about 16:02). At the end the
 page shows what `/live.json` says, and that equals a `LiveState` fed with the embedded runner's
 outputs of the same records up to the same minute (the worker computes the stream, the state
-the window).
+the window). Its `inputs` (this worker's input partitions, which differ between replicas) are
+left out of that comparison; the two workers' inputs together cover both stage-1 input topics.
 """
 
 from __future__ import annotations
@@ -53,6 +54,15 @@ STATUS_JS = """() => ({
   alerts: Array.from(document.querySelectorAll('#alerts tbody tr[data-alert-id]'))
     .map(tr => tr.dataset.alertId),
 })"""
+
+
+INPUT_ROWS_JS = """() => Array.from(document.querySelectorAll('#inputs tbody tr[data-topic]'))
+  .map(tr => [tr.dataset.topic, tr.dataset.partition])"""
+
+
+def fleet_view(data: dict[str, Any]) -> dict[str, Any]:
+    """`/live.json` without `inputs`: what every replica shows alike."""
+    return {key: value for key, value in data.items() if key != "inputs"}
 
 
 def live_json(worker: Worker) -> dict[str, Any]:
@@ -201,12 +211,27 @@ def test_live_page_shows_the_fleet_and_refreshes_by_itself(
         firing = [a["alert_id"] for a in data["firing"]]
         assert status()["alerts"] == firing
         assert firing and {a["severity"] for a in data["firing"]} == {"page", "ticket"}
+        shown_inputs = page.evaluate(INPUT_ROWS_JS)
+        assert shown_inputs == [
+            [p["topic"], str(p["partition"])] for p in data["inputs"]["partitions"]
+        ]
 
         # ... and that is the window of the embedded runner's outputs, to the same minute,
         # which the other replica shows too.
-        assert_close(data, reference_view(feed.envelopes, last_as_of))
+        assert_close(fleet_view(data), reference_view(feed.envelopes, last_as_of))
         wait_for(lambda: live_json(replica)["as_of"] == last_as_of, 30, "the replica's view")
-        assert_close(live_json(replica), data)
+        assert_close(fleet_view(live_json(replica)), fleet_view(data))
+        stage_one = [
+            p
+            for w in (worker, replica)
+            for p in live_json(w)["inputs"]["partitions"]
+            if p["stage"] == "stage-one"
+        ]
+        assert {p["topic"] for p in stage_one} == {
+            f"{topic_prefix}mdc.node-telemetry",
+            f"{topic_prefix}mdc.request-log",
+        }
+        assert all(p["watermark_ms"] is not None for p in stage_one)
 
         path = browser.screenshot("live-view.png")
         assert path.stat().st_size > 10_000
