@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -681,6 +681,166 @@ def lake_compact(
         out.print(
             f"removed {stats.leftovers} leftover(s) of an interrupted compaction; "
             f"moved {stats.rescued} file(s) landed meanwhile into place"
+        )
+
+
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def parse_day(text: str, option: str) -> date:
+    """A UTC calendar date written YYYY-MM-DD."""
+    try:
+        if not _DATE.match(text.strip()):
+            raise ValueError(text)
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise ConfigError(f"{option} {text!r} is not a date like 2026-03-02") from None
+
+
+@lake_app.command("rebuild")
+def lake_rebuild(
+    date_from: Annotated[
+        str, typer.Option("--from", help="First UTC date to rebuild, YYYY-MM-DD.")
+    ],
+    date_to: Annotated[
+        str,
+        typer.Option(
+            "--to",
+            help="Last UTC date to rebuild, YYYY-MM-DD; before the lake's newest date unless "
+            "--force.",
+        ),
+    ],
+    lake: LakeOpt = None,
+    fleet: FleetOpt = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Print the rows of each dataset and date now and after; write nothing.",
+        ),
+    ] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Allow --to on or after the newest date (only when nothing lands there).",
+        ),
+    ] = False,
+    warmup_days: Annotated[
+        int | None,
+        typer.Option(
+            help="Days of bronze before --from run through the core first (default: the 3-day "
+            "burn windows, the SLO period and the month so far, so every column is exact).",
+            min=0,
+        ),
+    ] = None,
+    lateness_s: Annotated[
+        float, typer.Option(help="Allowed lateness, seconds (the worker's).")
+    ] = 120.0,
+    facility_wait_s: FacilityWaitOpt = FACILITY_WAIT_S,
+    grid_wait_s: GridWaitOpt = GRID_WAIT_S,
+) -> None:
+    """Recompute silver energy, site and SLO minutes and alerts of a date range from bronze.
+
+    Runs the stream core of `microdc process` over the bronze inputs (late records included)
+    of the range and its warm-up, then swaps each date directory of energy_minutes,
+    site_minutes, slo_burn and alerts atomically for the rebuilt one. late_events and
+    dead_letters are kept as they are.
+
+    Example: microdc lake rebuild --lake out/lake --from 2026-03-02 --to 2026-03-03 --dry-run
+    """
+    from pipeline.fleet import load_fleet
+    from pipeline.lake.rebuild import rebuild
+
+    settings = Settings()
+    first, last = parse_day(date_from, "--from"), parse_day(date_to, "--to")
+    location = lake or settings.lake
+    if "://" not in location and not Path(location).is_dir():
+        raise ConfigError(f"no lake at {location}: nothing to rebuild")
+    fleet_data = load_fleet(fleet or settings.fleet)
+    with console.status("rebuilding from bronze (the stream core over the warm-up and range)"):
+        stats = rebuild(
+            location,
+            first,
+            last,
+            fleet_data,
+            force=force,
+            dry_run=dry_run,
+            warmup_days=warmup_days,
+            lateness_s=lateness_s,
+            facility_wait_s=facility_wait_s,
+            grid_wait_s=grid_wait_s,
+        )
+    _print_rebuild(stats, location)
+
+
+def _print_rebuild(stats: Any, location: str) -> None:
+    span = f"{stats.date_from.isoformat()} .. {stats.date_to.isoformat()}"
+    if stats.dry_run:
+        table = Table(
+            "dataset",
+            "date",
+            "rows now",
+            "rows after",
+            "change",
+            "files now → after",
+            title=f"dry run: what a rebuild of {span} would change (nothing written)",
+        )
+        for change in stats.changes:
+            table.add_row(
+                change.dataset,
+                change.day.isoformat(),
+                f"{change.rows_before:,}",
+                f"{change.rows_after:,}",
+                f"{change.rows_after - change.rows_before:+,}",
+                f"{change.files_before:,} → {change.files_after + change.placeholders:,}",
+            )
+        out.print(table)
+    title = ("dry run of " if stats.dry_run else "rebuilt ") + f"{location}, {span}"
+    summary = Table("dataset", "dates", "rows before", "rows after", title=title)
+    for name, changes in stats.by_dataset().items():
+        days = [c.day for c in changes]
+        shown = "-" if not days else days[0].isoformat()
+        if len(days) > 1:
+            shown += f" .. {days[-1].isoformat()} ({len(days)})"
+        summary.add_row(
+            name,
+            shown,
+            f"{sum(c.rows_before for c in changes):,}",
+            f"{sum(c.rows_after for c in changes):,}",
+        )
+    out.print(summary)
+    fed = sum(stats.inputs.values())
+    out.print(
+        f"read bronze from {stats.read_from.isoformat()} ({stats.warmup_days} days of warm-up): "
+        f"{fed:,} records; {stats.relanded:,} re-landed rows dropped, {stats.duplicates:,} "
+        f"duplicate deliveries counted once (run {stats.run_id})"
+    )
+    if stats.warmup_days < stats.required_warmup_days:
+        out.print(
+            f"[yellow]warm-up shorter than the {stats.required_warmup_days} days every column "
+            "needs: SLO burns and budgets and energy-budget alerts may differ from the stream's[/]"
+        )
+    if stats.skipped_dates:
+        out.print(
+            "no bronze node telemetry or request logs, left as they were: "
+            + ", ".join(day.isoformat() for day in stats.skipped_dates)
+        )
+    if stats.dead_letters or stats.late_events or stats.invalid:
+        out.print(
+            f"not rebuilt: {stats.dead_letters:,} dead letters, {stats.late_events:,} late "
+            f"events, {stats.invalid:,} bronze rows no longer valid"
+        )
+    if stats.leftovers or stats.rescued:
+        out.print(
+            f"removed {stats.leftovers} leftover(s) of an interrupted rebuild; "
+            f"moved {stats.rescued} file(s) landed meanwhile into place"
+        )
+    if stats.conflicts:
+        raise PipelineError(
+            "not swapped, files landed there during the rebuild: "
+            + ", ".join(f"{c.dataset} {c.day.isoformat()}" for c in stats.conflicts)
+            + "; run the rebuild again for those dates"
         )
 
 

@@ -2,7 +2,7 @@
 
 Pure parts: `paths`, `arrow_schema`, `datasets`, `segment`, `privacy`. I/O: `store` (files),
 `land` (Kafka driver, `microdc land`), `embedded` (the demo's landing), `compact`
-(`microdc lake compact`).
+(`microdc lake compact`), `rebuild` (silver recomputed from bronze, `microdc lake rebuild`).
 """
 
 from pipeline.lake.datasets import BY_NAME, DATASETS, Dataset, dataset_for

@@ -31,7 +31,7 @@ would be read twice. A reader that listed the old directory and opens an input a
 gets "file not found" (never wrong rows) and must retry, as with any file-level compaction
 without a table format.
 
-Safe while landing runs (one compactor at a time: an exclusive `flock` on
+Safe while landing runs (one compaction or `rebuild` at a time: an exclusive `flock` on
 `<lake>/_landing/compact.lock` is held for the whole run). Landing only ever adds files to a
 leaf, or (recovery of a crashed segment) deletes parts of the newest segment, which this module
 never merges. The leaf is listed (names and inodes, temps included) before its copy is built
@@ -166,7 +166,7 @@ def compact(
         raise ConfigError(f"older-than days {older_than_days} must be 0 or more")
     root = Path(lake.root)
     stats = CompactStats()
-    with _exclusive(root):
+    with maintenance_lock(root):
         staging_base = root / "_landing" / "compact"
         leftovers, rescued = _clean_staging(root, staging_base)
         stats.leftovers += leftovers
@@ -287,7 +287,7 @@ class _Compactor:
                 log.info("%s: files landed during compaction; skipped this run", leaf)
                 result.skipped += 1
                 return
-            _exchange(leaf, copy)
+            exchange_directories(leaf, copy)
             swapped = True
             fsync_dir(leaf.parent)
             fsync_dir(copy.parent)
@@ -435,13 +435,14 @@ def _renameat2() -> Callable[..., int] | None:
     return function
 
 
-def _exchange(a: Path, b: Path) -> None:
-    """Swap directories `a` and `b` atomically (Linux `renameat2(RENAME_EXCHANGE)`)."""
+def exchange_directories(a: Path, b: Path) -> None:
+    """Swap directories `a` and `b` atomically (Linux `renameat2(RENAME_EXCHANGE)`); used by
+    compaction and by `rebuild`."""
     function = _renameat2()
     if function is None:
         raise PipelineError(
             "this system has no renameat2(): the filesystem cannot swap directories "
-            "atomically, which compaction needs (Linux >= 3.15 with glibc >= 2.28)"
+            "atomically, which compaction and rebuild need (Linux >= 3.15 with glibc >= 2.28)"
         )
     if function(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
         return
@@ -449,8 +450,8 @@ def _exchange(a: Path, b: Path) -> None:
     if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
         raise PipelineError(
             f"the filesystem of {a} cannot swap directories atomically "
-            f"(renameat2 RENAME_EXCHANGE: {os.strerror(code)}); compaction needs a local Linux "
-            "filesystem such as ext4, xfs, btrfs or tmpfs"
+            f"(renameat2 RENAME_EXCHANGE: {os.strerror(code)}); compaction and rebuild need a "
+            "local Linux filesystem such as ext4, xfs, btrfs or tmpfs"
         )
     if code == errno.EXDEV:
         raise PipelineError(
@@ -617,8 +618,9 @@ def _inode(path: Path) -> int | None:
 
 
 @contextlib.contextmanager
-def _exclusive(root: Path) -> Iterator[None]:
-    """One compactor per lake: an exclusive `flock` on `<lake>/_landing/compact.lock`."""
+def maintenance_lock(root: Path) -> Iterator[None]:
+    """One compaction or rebuild per lake at a time: an exclusive `flock` on
+    `<lake>/_landing/compact.lock` (`rebuild` takes the same lock)."""
     path = root / "_landing" / "compact.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as handle:
@@ -626,7 +628,8 @@ def _exclusive(root: Path) -> Iterator[None]:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise PipelineError(
-                f"another compaction is running on {root} (it holds {path}); try again later"
+                f"another compaction or rebuild is running on {root} (it holds {path}); "
+                "try again later"
             ) from None
         try:
             yield

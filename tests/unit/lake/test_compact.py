@@ -320,14 +320,14 @@ def count_duckdb(root: str) -> int:
 
 
 def slow_exchange(monkeypatch: pytest.MonkeyPatch, before: Callable[[Path], None]) -> None:
-    real = compact_mod._exchange
+    real = compact_mod.exchange_directories
 
     def exchange(a: Path, b: Path) -> None:
         before(a)
         real(a, b)
         time.sleep(0.01)
 
-    monkeypatch.setattr(compact_mod, "_exchange", exchange)
+    monkeypatch.setattr(compact_mod, "exchange_directories", exchange)
 
 
 def test_readers_never_see_half_a_compaction(
@@ -525,7 +525,7 @@ def test_remote_lakes_and_concurrent_runs_are_refused(tmp_path: Path) -> None:
     lock.parent.mkdir(parents=True, exist_ok=True)
     with lock.open("a") as handle:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        with pytest.raises(PipelineError, match="another compaction is running"):
+        with pytest.raises(PipelineError, match="another compaction or rebuild is running"):
             compact(lake, DS)
     assert compact(lake).datasets.keys() == {"request_log"}
 
