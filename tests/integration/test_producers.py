@@ -135,7 +135,10 @@ def librdkafka_producer(bootstrap: str, **config: Any) -> Any:
     are then late, rightly, and the numbers differ from `microdc process` on the sent order."""
     from confluent_kafka import Producer
 
-    return Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, **config})
+    # Idempotence allows 5 requests in flight per broker, so a send loop this fast outruns the
+    # default 100,000-message queue (BufferError: Queue full): give it room for a whole run.
+    room = {"queue.buffering.max.messages": 2_000_000, "queue.buffering.max.kbytes": 2_000_000}
+    return Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, **room, **config})
 
 
 def produce_with_librdkafka(bootstrap: str, prefix: str, envelopes: list[Envelope]) -> Counter[str]:
