@@ -534,7 +534,7 @@ class StageOneAgent(StageAgent):
 
     def __init__(self, *args: Any, partitions: int, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.partitions = self.partition_count = partitions
+        self.partition_count = partitions
         self._source_topic = {s.name: s.topic for s in self.sources}
         self._warned: set[tuple[str, int]] = set()
         self._node = decoder(NodeSample).decode
@@ -542,7 +542,7 @@ class StageOneAgent(StageAgent):
 
     def new_stage(self, partition: int) -> NodeStage:
         return NodeStage(
-            self.fleet, partition, self.partitions, self.lateness_s, now_ms=wall_clock_ms
+            self.fleet, partition, self.partition_count, self.lateness_s, now_ms=wall_clock_ms
         )
 
     def restore_stage(self, data: bytes) -> NodeStage:
@@ -634,6 +634,8 @@ class StageOneAgent(StageAgent):
                 self._source_topic[k]: v for k, v in stage.source_watermarks().items()
             },
             "waiting_for": sorted(set(stage.expected) - stage.excluded),
+            #: the sources the skew rule stopped waiting for, by topic (the live view's inputs)
+            "excluded_topics": sorted(self._source_topic[s] for s in stage.excluded),
             "open_minutes": len(stage.state.minutes),
             "watermark_ms": watermark,
             "watermark": _iso(watermark),

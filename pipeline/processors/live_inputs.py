@@ -69,7 +69,7 @@ class InputPartition(msgspec.Struct, frozen=True, kw_only=True):
     watermark_ms: int | None
     #: Event-time seconds the watermark trails the fastest source of the same stage partition.
     behind_s: float | None
-    #: True: the skew rule stopped waiting for it (not in the partition's `waiting_for`); None:
+    #: True: the skew rule stopped waiting for it (in the partition's `excluded_topics`); None:
     #: the stage does not apply the rule to its sources (stage 2).
     excluded: bool | None
     warn: bool
@@ -139,30 +139,18 @@ def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat().replace("+00:00", "Z")
 
 
-def _waited_for(part: Mapping[str, Any]) -> dict[str, bool] | None:
-    """Per topic of a stage-1 run: whether closing waits for it. `waiting_for` names sources
-    ("node", "request"); `source_watermarks` is keyed by those names and `source_watermark_ms`
-    by topic, both built in the stage's source order (`StageOneAgent.stage_info`)."""
-    waiting = part.get("waiting_for")
-    if waiting is None:
-        return None
-    topics = list(part.get("source_watermark_ms") or {})
-    names = list(part.get("source_watermarks") or {})
-    if len(names) != len(topics):
-        names = topics
-    pairs = zip(names, topics, strict=True)
-    return {topic: name in waiting or topic in waiting for name, topic in pairs}
-
-
 def _partition_rows(part: Mapping[str, Any], behind_warn_s: float) -> list[InputPartition]:
     lag: Mapping[str, int] = part.get("consumer_lag") or {}
     marks: Mapping[str, int | None] = part.get("source_watermark_ms") or {}
     behind = behind_seconds(marks)
-    waited = _waited_for(part)
+    # stage 1 applies the skew rule to its sources and says which it excluded; stage 2 does not
+    excluded_topics = part.get("excluded_topics")
     rows = []
     for topic in list(marks) + [t for t in lag if t not in marks]:
         mark = marks.get(topic)
-        excluded = None if waited is None or topic not in waited else not waited[topic]
+        excluded = (
+            None if excluded_topics is None or topic not in marks else topic in excluded_topics
+        )
         seconds = behind.get(topic)
         hint = None
         if excluded:

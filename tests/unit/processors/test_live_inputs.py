@@ -61,6 +61,11 @@ def stage_one(
         "source_watermarks": dict.fromkeys(("node", "request")[: len(marks)]),
         "source_watermark_ms": marks,
         "waiting_for": waiting,
+        "excluded_topics": sorted(
+            topic
+            for name, topic in zip(("node", "request"), marks, strict=False)
+            if name not in waiting
+        ),
         "open_minutes": 3,
         "watermark_ms": None,
         "watermark": None,
