@@ -70,6 +70,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -480,21 +481,25 @@ def _reconcile(live: Path, old: Path, snapshot: dict[str, int], inputs: set[str]
 
 
 # -- leftovers of a crashed run ------------------------------------------------------------------
-def _write_journal(copy: Path, live: Path) -> Path:
-    """Record, next to a leaf's new copy, which leaf it is for and the copy's inode: after a
-    crash, the directory at the copy's path is the new copy if it still has that inode, and the
-    swapped-out old leaf otherwise."""
-    journal = copy.with_suffix(".json")
+def write_journal(journal: Path, entry: dict[str, Any]) -> Path:
+    """Write a swap's journal durably (file and directory fsynced) before anything is staged:
+    after a crash, `clean_staging` reads it back. Compaction and rebuild both keep one."""
     with journal.open("w", encoding="utf-8") as out:
-        json.dump({"live": str(live), "inode": copy.stat().st_ino}, out)
+        json.dump(entry, out)
         out.flush()
         os.fsync(out.fileno())
-    fsync_dir(copy.parent)
+    fsync_dir(journal.parent)
     return journal
 
 
-def _clean_staging(lake_root: Path, staging_base: Path) -> tuple[int, int]:
-    """Remove the staging directories of crashed runs, rescuing landed files first."""
+def clean_staging(
+    staging_base: Path, rescue: Callable[[Path, dict[str, Any]], int]
+) -> tuple[int, int]:
+    """Remove the staging directories (`staging_base/<run>/`) of crashed runs; first
+    `rescue(journal, entry)` for every readable journal in them, which moves back files landed
+    during the swap and returns how many (a journal cut short by the crash, or whose `rescue`
+    finds a field missing, was written before anything was staged: skipped). Returns (runs
+    removed, files rescued)."""
     removed = rescued = 0
     if not staging_base.is_dir():
         return 0, 0
@@ -503,19 +508,37 @@ def _clean_staging(lake_root: Path, staging_base: Path) -> tuple[int, int]:
             run.unlink()
             continue
         for journal in sorted(run.glob("*.json")):
-            copy = journal.with_suffix("")
             try:
                 entry = json.loads(journal.read_text(encoding="utf-8"))
-                live = (lake_root / str(entry["live"])).resolve()
-                inode = int(entry["inode"])
+                rescued += rescue(journal, dict(entry))
             except (ValueError, KeyError, TypeError):
-                continue  # cut short by a crash: written before anything went into the copy
-            if copy.is_dir() and live.is_relative_to(lake_root):
-                swapped_out = copy.stat().st_ino != inode
-                rescued += _clean_leftover(live, copy, swapped_out=swapped_out)
+                continue
         shutil.rmtree(run)
         removed += 1
     return removed, rescued
+
+
+def _write_journal(copy: Path, live: Path) -> Path:
+    """Record, next to a leaf's new copy, which leaf it is for and the copy's inode: after a
+    crash, the directory at the copy's path is the new copy if it still has that inode, and the
+    swapped-out old leaf otherwise."""
+    return write_journal(
+        copy.with_suffix(".json"), {"live": str(live), "inode": copy.stat().st_ino}
+    )
+
+
+def _clean_staging(lake_root: Path, staging_base: Path) -> tuple[int, int]:
+    """Remove the staging directories of crashed compactions, rescuing landed files first."""
+
+    def rescue(journal: Path, entry: dict[str, Any]) -> int:
+        copy = journal.with_suffix("")
+        live = (lake_root / str(entry["live"])).resolve()
+        inode = int(entry["inode"])
+        if not (copy.is_dir() and live.is_relative_to(lake_root)):
+            return 0
+        return _clean_leftover(live, copy, swapped_out=copy.stat().st_ino != inode)
+
+    return clean_staging(staging_base, rescue)
 
 
 def _clean_leftover(live: Path, copy: Path, *, swapped_out: bool) -> int:

@@ -71,7 +71,6 @@ from __future__ import annotations
 
 import bisect
 import contextlib
-import json
 import logging
 import os
 import shutil
@@ -92,7 +91,12 @@ from pipeline.contracts.records import MAX_GRID_SPAN
 from pipeline.contracts.topics import DEAD_LETTERS, LATE_EVENTS
 from pipeline.errors import ConfigError, PipelineError
 from pipeline.fleet.model import Fleet
-from pipeline.lake.compact import exchange_directories, maintenance_lock
+from pipeline.lake.compact import (
+    clean_staging,
+    exchange_directories,
+    maintenance_lock,
+    write_journal,
+)
 from pipeline.lake.datasets import BY_NAME, Dataset
 from pipeline.lake.embedded import output_event_ms
 from pipeline.lake.paths import TEMP_MARK, SegmentName, parse_file_name
@@ -649,47 +653,31 @@ def _write_journal(
     """Record, before anything is staged, which date directory `copy` replaces, the inode of
     `copy` and the listing of the live one: after a crash, the directory at `copy`'s path is the
     old one if its inode differs, and its files missing from the listing landed meanwhile."""
-    journal = copy_root.with_suffix(".json")
     entry = {
         "live": str(live.relative_to(lake_root)),
         "copy": str(copy.relative_to(lake_root)),
         "inode": copy.stat().st_ino,
         "snapshot": snapshot,
     }
-    with journal.open("w", encoding="utf-8") as out:
-        json.dump(entry, out)
-        out.flush()
-        os.fsync(out.fileno())
-    fsync_dir(journal.parent)
-    return journal
+    return write_journal(copy_root.with_suffix(".json"), entry)
 
 
 def _clean_staging(lake_root: Path) -> tuple[int, int]:
     """Remove what interrupted runs left in `<lake>/_landing/rebuild`, first moving back the
     files landed during an interrupted swap."""
     base = lake_root / "_landing" / "rebuild"
-    removed = rescued = 0
-    if not base.is_dir():
-        return 0, 0
-    for run in sorted(base.iterdir()):
-        if not run.is_dir():
-            run.unlink()
-            continue
-        for journal in sorted(run.glob("*.json")):
-            try:
-                entry = json.loads(journal.read_text(encoding="utf-8"))
-                live = (lake_root / str(entry["live"])).resolve()
-                copy = (lake_root / str(entry["copy"])).resolve()
-                inode = int(entry["inode"])
-                snapshot = {str(k): int(v) for k, v in dict(entry["snapshot"]).items()}
-            except (ValueError, KeyError, TypeError):
-                continue  # cut short by a crash: written before anything was staged
-            inside = live.is_relative_to(lake_root) and copy.is_relative_to(run)
-            if inside and copy.is_dir() and live.is_dir() and copy.stat().st_ino != inode:
-                rescued += _rescue(live, copy, snapshot)
-        shutil.rmtree(run)
-        removed += 1
-    return removed, rescued
+
+    def rescue(journal: Path, entry: dict[str, Any]) -> int:
+        live = (lake_root / str(entry["live"])).resolve()
+        copy = (lake_root / str(entry["copy"])).resolve()
+        inode = int(entry["inode"])
+        snapshot = {str(k): int(v) for k, v in dict(entry["snapshot"]).items()}
+        inside = live.is_relative_to(lake_root) and copy.is_relative_to(journal.parent)
+        if inside and copy.is_dir() and live.is_dir() and copy.stat().st_ino != inode:
+            return _rescue(live, copy, snapshot)
+        return 0
+
+    return clean_staging(base, rescue)
 
 
 # -- listing -------------------------------------------------------------------------------------
