@@ -96,8 +96,10 @@ def worker_outputs(
     return out
 
 
-def required_keys(expected: dict[str, dict[str, dict[str, Any]]]) -> dict[str, set[str]]:
-    cutoff_ms = int(CUTOFF.timestamp() * 1000)
+def required_keys(
+    expected: dict[str, dict[str, dict[str, Any]]], cutoff: datetime = CUTOFF
+) -> dict[str, set[str]]:
+    cutoff_ms = int(cutoff.timestamp() * 1000)
     need: dict[str, set[str]] = {}
     for topic, records in expected.items():
         need[topic] = {
@@ -109,10 +111,15 @@ def required_keys(expected: dict[str, dict[str, dict[str, Any]]]) -> dict[str, s
 
 
 def wait_for_outputs(
-    bootstrap: str, prefix: str, expected: dict[str, dict[str, dict[str, Any]]], timeout: float
+    bootstrap: str,
+    prefix: str,
+    expected: dict[str, dict[str, dict[str, Any]]],
+    timeout: float,
+    cutoff: datetime = CUTOFF,
 ) -> dict[str, dict[str, list[dict[str, Any]]]]:
-    """Read the output topics until every required natural key is there (or fail)."""
-    need = required_keys(expected)
+    """Read the output topics until every required natural key (minutes before `cutoff`, the
+    last one the workers must have closed) is there (or fail)."""
+    need = required_keys(expected, cutoff)
     total = sum(len(keys) for keys in need.values())
     got: dict[str, dict[str, list[dict[str, Any]]]] = {}
 
