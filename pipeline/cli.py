@@ -423,8 +423,8 @@ def _print_demo(result: Any) -> None:
         "cloud, same cores USD",
         "cloud, CPU used USD",
         "ROI 12 mo",
-        title="per site over the run (facility energy incl. idle; SCI = operational + embodied; "
-        "ROI vs renting the same cores)",
+        title="per site over the run (facility energy as metered, idle and shared included; "
+        "SCI = operational + embodied; ROI vs renting the same cores)",
     )
     for s in result.sites:
         table.add_row(
@@ -440,8 +440,34 @@ def _print_demo(result: Any) -> None:
             _fmt(s.cloud_used_usd, ",.2f"),
             "-" if s.roi_12m_pct is None else f"{s.roi_12m_pct:+.0f} %",
         )
+    meter = Table(
+        "site",
+        "facility meter kWh",
+        "design PUE kWh",
+        "node rows kWh",
+        "shared kWh",
+        "charged kWh",
+        "charged - meter",
+        "meter IT < nodes",
+        title="chargeback vs the facility meter (shared: metered IT load no node reported, "
+        "and its overhead)",
+    )
+    for s in result.sites:
+        expected = s.meter_kwh + s.design_pue_kwh
+        meter.add_row(
+            s.site_id,
+            f"{s.meter_kwh:,.3f}",
+            f"{s.design_pue_kwh:,.3f}",
+            f"{s.node_rows_kwh:,.3f}",
+            f"{s.shared_kwh:,.3f} ({s.shared_kwh / expected * 100 if expected else 0:.1f} %)",
+            f"{s.facility_kwh:,.3f}",
+            f"{s.facility_kwh - expected:+.6f}",
+            f"{s.meter_below_nodes_minutes:,} min",
+        )
     # Wide enough for every column when the output goes to a file or a pipe (80 by default).
-    (out if out.is_terminal else Console(file=out.file, width=160)).print(table)
+    console = out if out.is_terminal else Console(file=out.file, width=160)
+    console.print(table)
+    console.print(meter)
     if result.quality is not None:
         q = result.quality
         verdict = "[green]all passed[/]" if q.success else f"[red]{len(q.failures())} failed[/]"

@@ -87,6 +87,14 @@ class SiteRow:
     #: 12-month ROI and payback against renting the same cores.
     roi_12m_pct: float | None
     payback_months: float | None
+    #: The chargeback against the facility meter (fct_meter_reconciliation_monthly): the
+    #: meter's facility kWh, design-PUE kWh of unmetered minutes, what the node rows carry
+    #: (node IT x PUE), the shared infrastructure kWh, minutes whose meter IT is below the nodes.
+    meter_kwh: float = 0.0
+    design_pue_kwh: float = 0.0
+    node_rows_kwh: float = 0.0
+    shared_kwh: float = 0.0
+    meter_below_nodes_minutes: int = 0
 
 
 @dataclass
@@ -241,33 +249,47 @@ def _exports(db: Path, folder: Path) -> dict[str, Path]:
 _SUMMARY = """
 with eff as (
     select site_id, sum(requests) as requests, sum(it_energy_kwh) as it_kwh,
-           sum(facility_energy_kwh) as facility_kwh,
-           sum(operational_kgco2e + embodied_kgco2e) as kgco2e
+           sum(facility_energy_kwh) as node_facility_kwh
     from fct_site_efficiency_daily group by site_id
 ),
 charge as (
-    select site_id, sum(total_usd) as chargeback_usd from fct_chargeback_monthly group by site_id
+    select site_id, sum(total_usd) as chargeback_usd, sum(facility_energy_kwh) as facility_kwh,
+           sum(operational_kgco2e + embodied_kgco2e) as kgco2e
+    from fct_chargeback_monthly group by site_id
+),
+meter as (
+    select site_id, sum(meter_facility_energy_kwh) as meter_kwh,
+           sum(design_pue_facility_energy_kwh) as design_kwh,
+           sum(node_facility_energy_kwh) as node_kwh,
+           sum(shared_facility_energy_kwh) as shared_kwh,
+           sum(meter_below_nodes_minutes) as below_minutes
+    from fct_meter_reconciliation_monthly group by site_id
 )
-select eff.site_id, eff.requests, eff.facility_kwh,
-       eff.facility_kwh / nullif(eff.it_kwh, 0) as pue,
-       eff.facility_kwh * 1000 / nullif(eff.requests, 0) as wh_per_request,
-       eff.kgco2e * 1000 / nullif(eff.requests, 0) as gco2e_per_request,
+select eff.site_id, eff.requests, coalesce(charge.facility_kwh, 0) as facility_kwh,
+       eff.node_facility_kwh / nullif(eff.it_kwh, 0) as pue,
+       charge.facility_kwh * 1000 / nullif(eff.requests, 0) as wh_per_request,
+       charge.kgco2e * 1000 / nullif(eff.requests, 0) as gco2e_per_request,
        roi.latency_p95_ms, coalesce(charge.chargeback_usd, 0) as chargeback_usd,
        roi.pilot_days / 30.4375 * roi.cloud_capacity_usd_per_month as cloud_usd,
        roi.pilot_days / 30.4375 * roi.cloud_usd_per_month as cloud_used_usd,
-       roi.capacity_roi_12m_pct, roi.capacity_payback_months
+       roi.capacity_roi_12m_pct, roi.capacity_payback_months,
+       meter.meter_kwh, meter.design_kwh, meter.node_kwh, meter.shared_kwh, meter.below_minutes
 from eff
 left join charge using (site_id)
+left join meter using (site_id)
 left join fct_roi_site as roi using (site_id)
 order by eff.site_id
 """
 
 
 def site_summary(db: Path) -> list[SiteRow]:
-    """Per site over the run: requests, facility kWh, PUE (sum/sum), facility Wh and SCI gCO2e
-    per request (idle energy included), p95 latency, chargeback total, the cloud cost over the
-    same days (the site's cores rented, and only the CPU the requests used), and the 12-month
-    ROI and payback against renting the same cores (fct_roi_site.capacity_*)."""
+    """Per site over the run: requests, the facility kWh charged (the meter's, plus design-PUE
+    energy where no meter counts), PUE (node-weighted, sum/sum), facility Wh and gCO2e (SCI:
+    operational + embodied) per request with idle and shared infrastructure included, p95
+    latency, chargeback total, the cloud cost over the same days (the site's cores rented, and
+    only the CPU the requests used), the 12-month ROI and payback against renting the same cores
+    (fct_roi_site.capacity_*), and the chargeback against the facility meter
+    (fct_meter_reconciliation_monthly)."""
     with duckdb.connect(str(db), read_only=True) as con:
         rows = con.execute(_SUMMARY).fetchall()
     return [
@@ -284,6 +306,11 @@ def site_summary(db: Path) -> list[SiteRow]:
             cloud_used_usd=_float(r[9]),
             roi_12m_pct=_float(r[10]),
             payback_months=_float(r[11]),
+            meter_kwh=float(r[12] or 0.0),
+            design_pue_kwh=float(r[13] or 0.0),
+            node_rows_kwh=float(r[14] or 0.0),
+            shared_kwh=float(r[15] or 0.0),
+            meter_below_nodes_minutes=int(r[16] or 0),
         )
         for r in rows
     ]

@@ -19,6 +19,10 @@ Target = Annotated[float, msgspec.Meta(gt=0.0, lt=1.0)]
 HhMm = Annotated[str, msgspec.Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
 
 IdlePolicy = Literal["separate", "weighted", "even"]
+#: How the metered IT load no node reported (switches, storage, PDU losses) and its overhead are
+#: charged: its own `__shared__` row, by the teams' attributed energy, or evenly (OpenCost's
+#: shared-cost policies). Same values as the idle policy, allocated independently of it.
+SharedPolicy = IdlePolicy
 
 
 class _Spec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -178,6 +182,7 @@ class Fleet(_Spec, frozen=True, dict=True):
     grid_fallback_gco2e_per_kwh: dict[str, NonNeg]
     carbon_price_usd_per_tonne: NonNeg = 0.0
     idle_policy: IdlePolicy = "separate"
+    shared_policy: SharedPolicy = "separate"
     onsite_renewable_gco2e_per_kwh: NonNeg = 41.0
     currency: Literal["USD"] = "USD"
     plausibility: Plausibility = msgspec.field(default_factory=Plausibility)

@@ -13,7 +13,9 @@ Documentation lives in each file's header comment:
     -- @column requests: requests that finished in the hour
 
 The first lines become the table comment, each `@column` line a column comment (`COMMENT ON`),
-so an analyst sees them in `duckdb warehouse.duckdb` (`select * from duckdb_columns()`).
+so an analyst sees them in `duckdb warehouse.duckdb` (`select * from duckdb_columns()`). An
+`-- @materialized: table` line makes an intermediate model a table (one that several marts read,
+small enough to store), `-- @materialized: view` a mart a view.
 Building is idempotent and atomic: a new file replaces the warehouse only when every model built.
 """
 
@@ -41,6 +43,7 @@ from pipeline.models.dims import dim_tables
 LAYERS = ("staging", "intermediate", "marts")
 _SOURCE = re.compile(r"\{\{\s*source\(\s*'(\w+)'\s*,\s*'(\w+)'\s*\)\s*\}\}")
 _COLUMN_DOC = re.compile(r"^--\s*@column\s+(\w+)\s*:\s*(.+)$")
+_MATERIALIZED = re.compile(r"^--\s*@materialized\s*:\s*(table|view)\s*$")
 
 
 class ModelError(PipelineError):
@@ -56,9 +59,13 @@ class Model:
     description: str = ""
     columns: dict[str, str] = field(default_factory=dict)
     depends_on: set[str] = field(default_factory=set)
+    #: `-- @materialized: table` in the header overrides the layer's default
+    materialized_as: str | None = None
 
     @property
     def materialized(self) -> str:
+        if self.materialized_as is not None:
+            return self.materialized_as
         return "table" if self.layer == "marts" else "view"
 
 
@@ -83,6 +90,8 @@ def load_models(root: Path) -> list[Model]:
                 match = _COLUMN_DOC.match(line)
                 if match:
                     model.columns[match[1]] = match[2].strip()
+                elif kind := _MATERIALIZED.match(line):
+                    model.materialized_as = kind[1]
                 else:
                     header.append(line.removeprefix("--").strip())
             model.description = " ".join(h for h in header if h)

@@ -114,6 +114,7 @@ def dim_tables(fleet: Fleet) -> dict[str, pa.Table]:
                 {
                     "carbon_price_usd_per_tonne": fleet.carbon_price_usd_per_tonne,
                     "idle_policy": fleet.idle_policy,
+                    "shared_policy": fleet.shared_policy,
                     "onsite_renewable_gco2e_per_kwh": fleet.onsite_renewable_gco2e_per_kwh,
                     "currency": fleet.currency,
                 }

@@ -20,8 +20,11 @@ Suites, one per table, named `<layer>.<table>`:
   (one expectation per invariant, through a row condition):
   per node-minute, the stream's energy (all services plus `__idle__`) equals the bronze
   recomputation (int_node_energy_minutes_from_bronze) within 1e-5 Wh; per site and site-local
-  month, the chargeback's facility kWh equal stg_energy_minutes' facility Wh / 1000 and its
-  `total_usd` equals energy + carbon + capex + opex shares.
+  month, the chargeback's facility kWh equal the facility meter's (silver site minutes: the
+  metered facility energy, plus node IT x design PUE over the minutes without a usable meter),
+  its energy cost equals that energy's grid share at the local tariff of each minute (what the
+  utility bills), and its `total_usd` equals energy + carbon + capex + opex shares. Minutes whose
+  meter IT reading is below the node sum are listed in the notes.
 
 Tables larger than `sample_rows` are validated on a deterministic sample, their first rows
 ordered by the table's key, and the summary says so. The reconciliations always run on all rows
@@ -40,11 +43,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from datetime import time as dt_time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 import duckdb
 
 from pipeline.errors import ConfigError
+from pipeline.fleet.model import IdlePolicy
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -275,8 +279,10 @@ def _chargeback(gxe: Any) -> list[Any]:
         *_unique(gxe, "site_id", "local_month", "team"),
         *_not_null(gxe, "site_id", "local_month", "team", "total_usd"),
         *_at_least(gxe, 0, "it_energy_kwh", "facility_energy_kwh", *_COST_PARTS),
-        gxe.ExpectColumnValuesToBeInSet(
-            column="idle_policy", value_set=["separate", "weighted", "even"]
+        *_at_least(gxe, 0, "shared_facility_energy_kwh", "design_pue_facility_energy_kwh"),
+        *(
+            gxe.ExpectColumnValuesToBeInSet(column=column, value_set=list(get_args(IdlePolicy)))
+            for column in ("idle_policy", "shared_policy")
         ),
     ]
 
@@ -343,27 +349,78 @@ group by all
 order by site_id, month
 """
 
-# The mart's month: int_energy_costed_minutes.local_month, the site-local calendar month of the
-# minute's window_start (dim_site.timezone); rows of sites missing from dim_site are dropped there.
-_CHARGEBACK_FACILITY_SQL = f"""
-with metered as (
+# What the chargeback must add up to, from the facility meter itself (silver site minutes), not
+# from the attributed rows it is built from: per site and site-local month, the meter's facility
+# kWh over the minutes it metered (`pue_source = 'metered'`), plus node IT x design PUE over the
+# minutes without a usable meter; and the energy cost of that energy, grid share only, at the
+# local tariff of each minute (what the utility bills). The calendar and the tariff of a
+# site-minute come from int_site_minute_prices, the one home of both; sites missing from
+# dim_site are dropped there, as in the mart.
+_METER_SQL = """
+with minutes as (
     select
-        e.site_id,
-        {_LOCAL_MONTH.format(ts="e.window_start")} as month,
-        sum(e.facility_energy_wh) / 1000 as kwh
-    from stg_energy_minutes as e
-    join dim_site as d on d.site_id = e.site_id
-    group by all
-),
+        m.site_id,
+        p.local_month as month,
+        m.pue_source = 'metered' as metered,
+        case
+            when m.pue_source = 'metered' then m.metered_facility_energy_wh
+            else m.node_it_energy_wh * m.pue
+        end / 1000 as kwh,
+        least(greatest(coalesce(m.renewable_share, 0), 0), 1) as renewable_share,
+        p.usd_per_kwh
+    from stg_site_minutes as m
+    join int_site_minute_prices as p using (site_id, window_start)
+)
+select
+    site_id,
+    month,
+    coalesce(sum(kwh) filter (where metered), 0) as meter_kwh,
+    coalesce(sum(kwh) filter (where not metered), 0) as design_kwh,
+    count(*) filter (where not metered) as design_minutes,
+    sum(kwh * (1 - renewable_share) * usd_per_kwh) as cost_usd
+from minutes
+group by all
+"""
+
+_CHARGEBACK_METER_SQL = f"""
+with meter as ({_METER_SQL}),
 mart as (
-    select site_id, local_month as month, sum(facility_energy_kwh) as kwh
+    select
+        site_id,
+        local_month as month,
+        sum(facility_energy_kwh) as kwh,
+        sum(energy_cost_usd) as cost_usd
     from {CHARGEBACK}
     group by all
 )
-select site_id, month, metered.kwh as expected, mart.kwh as actual
-from metered
+select
+    site_id,
+    month,
+    meter.meter_kwh,
+    meter.design_kwh,
+    meter.design_minutes,
+    meter.meter_kwh + meter.design_kwh as expected_kwh,
+    mart.kwh as actual_kwh,
+    meter.cost_usd as expected_usd,
+    mart.cost_usd as actual_usd
+from meter
 full join mart using (site_id, month)
 order by site_id, month
+"""
+
+# A valid meter whose IT reading is below the node sum (meter drift, a node outside the meter):
+# the chargeback follows the meter's facility energy there; the minutes are reported.
+_METER_BELOW_NODES_SQL = """
+select
+    m.site_id,
+    p.local_month as month,
+    count(*) as minutes,
+    sum(m.nodes_over_meter_it_wh) / 1000 as kwh
+from int_site_meter_minutes as m
+join int_site_minute_prices as p using (site_id, window_start)
+where m.meter_status = 'meter_below_nodes'
+group by all
+order by all
 """
 
 _CHARGEBACK_TOTAL_SQL = f"""
@@ -394,6 +451,11 @@ class _Row:
     tolerance: float | None
     ok: bool
     detail: str
+
+    @classmethod
+    def failed(cls, invariant: str, detail: str) -> _Row:
+        """An invariant that could not be computed at all."""
+        return cls(invariant, None, None, None, None, None, False, detail)
 
 
 def _close(expected: float | None, actual: float | None) -> tuple[bool, float]:
@@ -430,7 +492,7 @@ def _reconcile(con: duckdb.DuckDBPyConnection, tables: set[str], notes: list[str
         if not rows:
             notes.append(f"{name}: no node-minute is in both the stream and the bronze telemetry")
     except duckdb.Error as exc:
-        rows.append(_Row(name, None, None, None, None, None, False, f"cannot compute: {exc}"))
+        rows.append(_Row.failed(name, f"cannot compute: {exc}"))
 
     if CHARGEBACK not in tables:
         notes.append(f"{CHARGEBACK}: not built; its suite and reconciliations were skipped")
@@ -444,32 +506,15 @@ def _reconcile(con: duckdb.DuckDBPyConnection, tables: set[str], notes: list[str
     needed = {"site_id", "local_month", "facility_energy_kwh", "total_usd", *_COST_PARTS}
     if missing := sorted(needed - columns):
         rows.append(
-            _Row(
-                "chargeback",
-                None,
-                None,
-                None,
-                None,
-                None,
-                False,
-                f"{CHARGEBACK} lacks column(s) {', '.join(missing)}: cannot reconcile",
+            _Row.failed(
+                "chargeback", f"{CHARGEBACK} lacks column(s) {', '.join(missing)}: cannot reconcile"
             )
         )
         return rows
-    for site, month, expected, actual in con.execute(_CHARGEBACK_FACILITY_SQL).fetchall():
-        ok, tol = _close(expected, actual)
-        rows.append(
-            _Row(
-                "chargeback_facility_kwh",
-                site,
-                _month(month),
-                expected,
-                actual,
-                tol,
-                ok,
-                f"metered facility {_num(expected)} kWh, chargeback rows {_num(actual)} kWh",
-            )
-        )
+    try:
+        rows.extend(_meter_rows(con, notes))
+    except duckdb.Error as exc:
+        rows.append(_Row.failed("chargeback_facility_kwh_equals_meter", f"cannot compute: {exc}"))
     for site, month, expected, actual, n, mismatched in con.execute(
         _CHARGEBACK_TOTAL_SQL
     ).fetchall():
@@ -488,6 +533,63 @@ def _reconcile(con: duckdb.DuckDBPyConnection, tables: set[str], notes: list[str
             )
         )
     return rows
+
+
+def _meter_rows(con: duckdb.DuckDBPyConnection, notes: list[str]) -> list[_Row]:
+    """The chargeback against the facility meter, per site and local month; the minutes whose
+    meter IT reading is below the node sum become notes."""
+    out: list[_Row] = []
+    for (
+        site,
+        month,
+        meter_kwh,
+        design_kwh,
+        design_minutes,
+        expected,
+        actual,
+        expected_usd,
+        actual_usd,
+    ) in con.execute(_CHARGEBACK_METER_SQL).fetchall():
+        ok, tol = _close(expected, actual)
+        design = (
+            f" + design PUE {_num(design_kwh)} kWh over {design_minutes:,} unmetered minutes"
+            if design_minutes
+            else ""
+        )
+        out.append(
+            _Row(
+                "chargeback_facility_kwh_equals_meter",
+                site,
+                _month(month),
+                expected,
+                actual,
+                tol,
+                ok,
+                f"{site} {_month(month)}: facility meter {_num(meter_kwh)} kWh{design}, "
+                f"chargeback rows {_num(actual)} kWh",
+            )
+        )
+        ok, tol = _close(expected_usd, actual_usd)
+        out.append(
+            _Row(
+                "chargeback_energy_cost_equals_meter",
+                site,
+                _month(month),
+                expected_usd,
+                actual_usd,
+                tol,
+                ok,
+                f"{site} {_month(month)}: the meter's grid kWh at the local tariffs "
+                f"{_num(expected_usd)} USD, chargeback energy cost {_num(actual_usd)} USD",
+            )
+        )
+    for site, month, minutes, kwh in con.execute(_METER_BELOW_NODES_SQL).fetchall():
+        notes.append(
+            f"{site} {_month(month)}: {minutes:,} minute(s) whose facility meter's IT reading is "
+            f"below the node sum by {_num(kwh)} kWh (meter drift, or a node outside the meter); "
+            "charged at the meter's facility energy, no shared energy (int_site_meter_minutes)"
+        )
+    return out
 
 
 def _reconciliation_frame(rows: list[_Row]) -> Any:

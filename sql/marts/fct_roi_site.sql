@@ -6,9 +6,10 @@
 -- bytes served x its egress price (egress avoided by serving locally). Operating cost excludes
 -- capex; the investment is site + node capex; payback = investment / monthly savings;
 -- ROI at N months = (N x monthly savings - investment) / investment. Latency: local quantiles vs
--- the same plus the baseline's round trip. Energy per request: all facility energy (idle
--- included) per request here, vs the attributed IT energy at the cloud's PUE plus network
--- transport at 0.001 kWh/GB (Cloud Carbon Footprint); carbon at the baseline grid's intensity.
+-- the same plus the baseline's round trip. Energy per request: all facility energy (idle and
+-- shared infrastructure included: the meter's, as charged) per request here, vs the attributed
+-- IT energy at the cloud's PUE plus network transport at 0.001 kWh/GB (Cloud Carbon
+-- Footprint); carbon at the baseline grid's intensity.
 -- Second, like-for-like baseline: renting the site's provisioned cores in the cloud around the
 -- clock (sum of dim_node.cores x the core-hour price x 730.5 h a month) + the same egress; the
 -- capacity_* columns are savings, payback and ROI against it.
@@ -28,9 +29,9 @@
 -- @column roi_12m_pct: (12 x monthly savings - investment) / investment x 100
 -- @column latency_p95_ms: 95th percentile server latency at the site
 -- @column baseline_latency_p95_ms: the same plus the baseline's round trip
--- @column facility_wh_per_request: all facility energy (idle included) / requests
+-- @column facility_wh_per_request: all facility energy the meter saw (idle and shared infrastructure included) / requests
 -- @column baseline_wh_per_request: attributed IT Wh x cloud PUE + 0.001 kWh/GB transport, per request
--- @column gco2e_per_request: (operational + embodied) g / requests
+-- @column gco2e_per_request: (operational + embodied) g, shared infrastructure included / requests
 -- @column baseline_gco2e_per_request: baseline Wh per request x baseline grid intensity
 -- @column provisioned_cores: CPU cores of the site's nodes (dim_node.cores)
 -- @column cloud_capacity_usd_per_month: provisioned cores x core-hour price x 730.5 h + egress GB x price, per month
@@ -49,6 +50,10 @@ requests as (
 
 chargeback as (
     select * from fct_chargeback_monthly
+),
+
+costed as (
+    select * from int_energy_costed_minutes
 ),
 
 sites as (
@@ -71,12 +76,21 @@ work as (
         sum(e.requests) as requests,
         sum(e.bytes_out) / 1e9 as egress_gb,
         sum(e.requests * s.cpu_ms_per_request) / 3.6e6 as core_hours,
-        sum(e.facility_energy_wh) as facility_wh,
-        sum(e.it_energy_wh) filter (where e.service <> '__idle__') as attributed_it_wh,
-        sum(e.operational_gco2e + e.embodied_gco2e) as gco2e
+        sum(e.it_energy_wh) filter (where e.service <> '__idle__') as attributed_it_wh
     from energy as e
     left join services as s using (service, site_id)
     group by e.site_id
+),
+
+reconciled as (
+    -- the energy and carbon the chargeback charges: the facility meter's energy, shared
+    -- infrastructure included (int_energy_costed_minutes)
+    select
+        site_id,
+        sum(facility_energy_kwh) * 1000 as facility_wh,
+        sum(operational_kgco2e + embodied_kgco2e) * 1000 as gco2e
+    from costed
+    group by site_id
 ),
 
 costs as (
@@ -113,9 +127,12 @@ per_month as (
         (epoch(w.last_minute - w.first_minute) + 60) / 86400 as pilot_days,
         30.4375 / ((epoch(w.last_minute - w.first_minute) + 60) / 86400) as months_factor,
         w.*,
+        r.facility_wh,
+        r.gco2e,
         c.microdc_usd,
         c.operating_usd
     from work as w
+    join reconciled as r using (site_id)
     join costs as c using (site_id)
 ),
 

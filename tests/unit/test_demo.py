@@ -76,30 +76,54 @@ def test_summary_is_the_lake_summed_independently(demo: DemoResult) -> None:
     lake = demo.paths["Parquet lake"]
     with duckdb.connect() as con:
         site = con.execute(
-            # facility energy attributed to the nodes: their IT energy x the minute's PUE
-            f"""select site_id, sum(node_it_energy_wh * pue) / 1000,
-                sum(node_it_energy_wh * pue) / sum(node_it_energy_wh), sum(requests)
+            # facility energy as the meter metered it (node IT x design PUE where no meter
+            # counts); PUE weighted by the nodes' IT energy; the shared infrastructure's carbon
+            # (metered IT no node reported x PUE x the minute's mix, 41 g/kWh on-site solar)
+            f"""select site_id,
+                sum(case when pue_source = 'metered' then facility_energy_wh
+                    else node_it_energy_wh * pue end) / 1000,
+                sum(node_it_energy_wh * pue) / sum(node_it_energy_wh), sum(requests),
+                sum(case when pue_source = 'metered' and it_energy_wh > node_it_energy_wh
+                    then (it_energy_wh - node_it_energy_wh) * pue / 1000
+                    * ((1 - renewable_share) * grid_intensity_gco2e_per_kwh
+                       + renewable_share * 41.0) else 0 end),
+                sum(facility_energy_wh) filter (where pue_source = 'metered') / 1000
                 from read_parquet('{lake}/silver/site_minutes/**/*.parquet', hive_partitioning=1)
                 group by site_id order by site_id"""
         ).fetchall()
         energy = {
             row[0]: row[1:]
             for row in con.execute(
-                f"""select site_id, sum(operational_gco2e + embodied_gco2e), sum(bytes_out) / 1e9,
-                (epoch(max(window_start) - min(window_start)) + 60) / 86400
-                from read_parquet('{lake}/silver/energy_minutes/**/*.parquet', hive_partitioning=1)
-                group by site_id"""
+                # a meter whose IT reading is below the node sum caps the rows at the meter
+                f"""select e.site_id,
+                sum(e.operational_gco2e * case when m.pue_source = 'metered'
+                    and m.node_it_energy_wh > m.it_energy_wh
+                    then m.facility_energy_wh / (m.node_it_energy_wh * m.pue) else 1 end
+                    + e.embodied_gco2e),
+                sum(e.bytes_out) / 1e9,
+                (epoch(max(e.window_start) - min(e.window_start)) + 60) / 86400
+                from read_parquet('{lake}/silver/energy_minutes/**/*.parquet',
+                    hive_partitioning=1) as e
+                left join read_parquet('{lake}/silver/site_minutes/**/*.parquet',
+                    hive_partitioning=1) as m using (site_id, window_start)
+                group by e.site_id"""
             ).fetchall()
         }
     fleet = demo_fleet(load_fleet(None), DemoOptions().nodes_per_site)
     assert [s.site_id for s in demo.sites] == [row[0] for row in site] == ["bog1", "mex1", "sao1"]
-    for summary, (site_id, kwh, pue, requests) in zip(demo.sites, site, strict=True):
+    for summary, row in zip(demo.sites, site, strict=True):
+        site_id, kwh, pue, requests, shared_gco2e, meter_kwh = row
         assert summary.requests == requests
         assert summary.facility_kwh == pytest.approx(kwh, rel=1e-9)
+        assert summary.meter_kwh == pytest.approx(meter_kwh, rel=1e-9)
+        assert 0 < summary.shared_kwh < 0.05 * kwh  # network and storage: ~3 % in the demo
         assert summary.pue == pytest.approx(pue, rel=1e-9)
         assert summary.wh_per_request == pytest.approx(kwh * 1000 / requests, rel=1e-9)
         gco2e, egress_gb, pilot_days = energy[site_id]
-        assert summary.gco2e_per_request == pytest.approx(gco2e / requests, rel=1e-6)
+        assert shared_gco2e > 0
+        assert summary.gco2e_per_request == pytest.approx(
+            (gco2e + shared_gco2e) / requests, rel=1e-6
+        )
         # the same cores rented around the clock over the pilot's days, plus the same egress
         baseline = fleet.site_by_id[site_id].baseline
         cores = sum(n.cores for n in fleet.nodes_by_site[site_id])

@@ -225,6 +225,36 @@ def test_models_are_ordered_by_reference_and_cycles_are_refused(tmp_path: Path) 
         load_models(root)
 
 
+def test_a_materialized_line_overrides_the_layers_kind(tmp_path: Path) -> None:
+    root = tmp_path / "sql"
+    (root / "intermediate").mkdir(parents=True)
+    (root / "marts").mkdir()
+    (root / "intermediate" / "int_a.sql").write_text(
+        "-- Grain: one row.\n-- @materialized: table\n-- @column x: a number\nselect 1 as x"
+    )
+    (root / "intermediate" / "int_b.sql").write_text("-- @column x: a number\nselect 2 as x")
+    (root / "marts" / "fct_c.sql").write_text(
+        "-- @materialized: view\n-- @column x: a number\nselect x from int_a"
+    )
+    models = {m.name: m for m in load_models(root)}
+    assert {n: m.materialized for n, m in models.items()} == {
+        "int_a": "table",
+        "int_b": "view",
+        "fct_c": "view",
+    }
+    assert models["int_a"].description == "Grain: one row."  # the line is not prose
+    db = tmp_path / "w.duckdb"
+    build(Lake(tmp_path / "lake"), load_fleet(), db, models_dir=root)
+    with duckdb.connect(str(db), read_only=True) as con:
+        kinds = dict(
+            con.execute(
+                "select table_name, 'table' from duckdb_tables() where table_name like '%_%'"
+                " union all select view_name, 'view' from duckdb_views() where not internal"
+            ).fetchall()
+        )
+    assert (kinds["int_a"], kinds["int_b"], kinds["fct_c"]) == ("table", "view", "view")
+
+
 def test_a_broken_model_names_its_file_and_leaves_the_warehouse_as_it_was(
     tmp_path: Path,
 ) -> None:

@@ -82,11 +82,67 @@ def test_reconciliations_cover_conservation_and_the_chargeback(clean: QualityRes
     names = " ".join(o.expectation for o in recon.outcomes)
     for invariant in (
         "node_minute_energy_conservation",
-        "chargeback_facility_kwh",
+        "chargeback_facility_kwh_equals_meter",
+        "chargeback_energy_cost_equals_meter",
         "chargeback_total_equals_parts",
     ):
         assert invariant in names
     assert recon.rows_validated >= 3
+
+
+def _meter_failures(result: QualityResult) -> list[str]:
+    return [f for f in result.failures() if f.startswith("reconciliation.invariants")]
+
+
+def test_three_percent_of_the_energy_missing_fails_against_the_meter(warehouse: Path) -> None:
+    """The bug of issue 16: the chargeback's rows 3 % below the facility meter. Compared with
+    the rows it was built from this passed; compared with the meter it fails, per site and
+    month, naming the meter's kWh and the chargeback's."""
+    db = _corrupted(
+        warehouse,
+        "three-percent",
+        "create or replace table fct_chargeback_monthly as select * replace ("
+        " facility_energy_kwh * 0.97 as facility_energy_kwh,"
+        " energy_cost_usd * 0.97 as energy_cost_usd,"
+        " total_usd - 0.03 * energy_cost_usd as total_usd) from fct_chargeback_monthly",
+    )
+    result = run_checks(db, db.parent / "three-percent-docs")
+    assert not result.success
+    failures = _meter_failures(result)
+    assert len(failures) == 2, failures  # facility kWh and energy cost; totals still add up
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        sites = con.execute(
+            "select site_id, strftime(local_month, '%Y-%m'), sum(facility_energy_kwh)"
+            " from fct_chargeback_monthly group by all order by all"
+        ).fetchall()
+    finally:
+        con.close()
+    kwh = next(f for f in failures if "chargeback_facility_kwh_equals_meter" in f)
+    cost = next(f for f in failures if "chargeback_energy_cost_equals_meter" in f)
+    assert f"{len(sites)} of {len(sites)} rows unexpected" in kwh
+    for site, month, facility in sites:
+        # site, month, the meter's kWh (what the clean chargeback holds) and the 3 % short one
+        assert f"{site} {month}: facility meter " in kwh
+        assert f"chargeback rows {facility * 0.97:,.6f} kWh" in kwh
+        assert f"{site} {month}: the meter's grid kWh at the local tariffs" in cost
+
+
+def test_a_chargeback_without_its_shared_line_fails_against_the_meter(warehouse: Path) -> None:
+    """The chargeback before issue 16 had no shared infrastructure energy: node rows only."""
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        (shared,) = con.execute(
+            "select sum(facility_energy_kwh) from fct_chargeback_monthly where team = '__shared__'"
+        ).fetchone() or (None,)
+    finally:
+        con.close()
+    assert shared and shared > 0, "the simulated sites' meters see network and storage load"
+    db = _corrupted(
+        warehouse, "no-shared", "delete from fct_chargeback_monthly where team = '__shared__'"
+    )
+    failures = _meter_failures(run_checks(db, db.parent / "no-shared-docs"))
+    assert any("chargeback_facility_kwh_equals_meter" in f for f in failures), failures
 
 
 def test_data_docs_are_written_next_to_the_warehouse(clean: QualityResult, warehouse: Path) -> None:
