@@ -447,10 +447,10 @@ def _print_demo(result: Any) -> None:
         "node rows kWh",
         "shared kWh",
         "charged kWh",
-        "charged - meter",
+        "charged - expected",
         "meter IT < nodes",
-        title="chargeback vs the facility meter (shared: metered IT load no node reported, "
-        "and its overhead)",
+        title="chargeback vs the facility meter (expected = meter + design PUE; shared: metered "
+        "IT no node reported, and its overhead)",
     )
     for s in result.sites:
         expected = s.meter_kwh + s.design_pue_kwh

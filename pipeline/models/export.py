@@ -52,10 +52,13 @@ CHARGEBACK_COLUMNS: tuple[tuple[str, str], ...] = (
     ("team", "team"),
     ("cost_center", "cost_center"),
     ("idle_policy", "idle_policy"),
+    ("shared_policy", "shared_policy"),
     ("requests", "cast(requests as bigint)"),
     ("it_energy_kwh", _dec("it_energy_kwh")),
     ("facility_energy_kwh", _dec("facility_energy_kwh")),
     ("idle_facility_energy_kwh", _dec("idle_facility_energy_kwh")),
+    ("shared_facility_energy_kwh", _dec("shared_facility_energy_kwh")),
+    ("design_pue_facility_energy_kwh", _dec("design_pue_facility_energy_kwh")),
     ("energy_cost_usd", _dec("energy_cost_usd")),
     ("operational_kgco2e", _dec("operational_kgco2e")),
     ("embodied_kgco2e", _dec("embodied_kgco2e")),
@@ -123,16 +126,22 @@ ROI_COLUMNS: tuple[tuple[str, str], ...] = (
 # Conditional FOCUS columns that do not apply (commitment discounts, capacity reservations,
 # SKUs and unit prices, resources, tags, pricing currency) are left out; none is mandatory.
 FOCUS_OPERATOR = "Micro-DC Operations"  # InvoiceIssuerName, ProviderName and PublisherName
-FOCUS_UNALLOCATED = "UNALLOCATED"  # BillingAccountId of the __idle__ row (it has no cost center)
+FOCUS_UNALLOCATED = "UNALLOCATED"  # BillingAccountId of the __idle__ and __shared__ rows
 _TS = "'%Y-%m-%dT%H:%M:%SZ'"
 _IDLE = "team = '__idle__'"
+_SHARED = "team = '__shared__'"
 _DESCRIPTION = (
     f"case when {_IDLE} then 'Idle capacity of micro data center ' || site_id || ' ('"
     " || city || '), ' || strftime(local_month, '%Y-%m') || ', not attributed to a team"
     " (idle policy ' || idle_policy || '): energy, carbon, capex and opex'"
+    f" when {_SHARED} then 'Shared infrastructure of micro data center ' || site_id || ' ('"
+    " || city || '), ' || strftime(local_month, '%Y-%m') || ': metered IT load no server"
+    " reported (network, storage, power distribution) and its cooling overhead, not attributed"
+    " to a team (shared policy ' || shared_policy || '): energy, carbon, capex and opex'"
     " else 'Chargeback of team ' || team || ' at micro data center ' || site_id || ' ('"
     " || city || '), ' || strftime(local_month, '%Y-%m') || ': shares of energy, carbon,"
-    " capex and opex (idle policy ' || idle_policy || ')' end"
+    " capex and opex (idle policy ' || idle_policy || ', shared policy ' || shared_policy"
+    " || ')' end"
 )
 # (column, SQL expression over the charges CTE of `_focus_query`): FOCUS columns in
 # alphabetical order, then the custom x_ columns
@@ -141,7 +150,8 @@ FOCUS_COLUMNS: tuple[tuple[str, str], ...] = (
     ("BillingAccountId", f"coalesce(cost_center, {_lit(FOCUS_UNALLOCATED)})"),
     (
         "BillingAccountName",
-        "case when cost_center is null then 'Unallocated idle capacity'"
+        f"case when {_SHARED} then 'Unallocated shared infrastructure'"
+        " when cost_center is null then 'Unallocated idle capacity'"
         " else 'Cost center ' || cost_center end",
     ),
     ("BillingAccountType", "'Cost center'"),
@@ -170,13 +180,19 @@ FOCUS_COLUMNS: tuple[tuple[str, str], ...] = (
     ("ServiceCategory", "'Compute'"),
     ("ServiceName", "'Micro data center ' || site_id"),
     ("SubAccountId", "team"),
-    ("SubAccountName", f"case when {_IDLE} then 'Idle capacity' else team end"),
+    (
+        "SubAccountName",
+        f"case when {_IDLE} then 'Idle capacity'"
+        f" when {_SHARED} then 'Shared infrastructure' else team end",
+    ),
     ("SubAccountType", "'Team'"),
     ("x_LocalMonth", "strftime(local_month, '%Y-%m')"),
     ("x_Requests", "cast(requests as bigint)"),
     ("x_ItEnergyKwh", _dec("it_energy_kwh")),
     ("x_FacilityEnergyKwh", _dec("facility_energy_kwh")),
     ("x_IdleFacilityEnergyKwh", _dec("idle_facility_energy_kwh")),
+    ("x_SharedFacilityEnergyKwh", _dec("shared_facility_energy_kwh")),
+    ("x_DesignPueFacilityEnergyKwh", _dec("design_pue_facility_energy_kwh")),
     ("x_OperationalKgCO2e", _dec("operational_kgco2e")),
     ("x_EmbodiedKgCO2e", _dec("embodied_kgco2e")),
     ("x_EnergyCostUsd", _dec("energy_cost_usd")),
@@ -184,6 +200,7 @@ FOCUS_COLUMNS: tuple[tuple[str, str], ...] = (
     ("x_CapexShareUsd", _dec("capex_share_usd")),
     ("x_OpexShareUsd", _dec("opex_share_usd")),
     ("x_IdlePolicy", "idle_policy"),
+    ("x_SharedPolicy", "shared_policy"),
 )
 
 

@@ -40,6 +40,9 @@ MICRODC, OPERATING, CLOUD = "#0e7490", "#67c5d6", "#f97316"
 ROI_6M, ROI_12M = "#86c5a4", "#15803d"
 CLOUD_CAPACITY = "#b45309"  # the same cores rented: a darker shade of the cloud colour
 IDLE = "__idle__"
+SHARED = "__shared__"
+#: rows no team carries (their policy is `separate`): drawn by site, apart from the teams
+KEPT = {IDLE: "idle", SHARED: "shared"}
 ALL_SITES = "__all__"
 _MARGIN = {"l": 64, "r": 64, "t": 72, "b": 64}
 _LEGEND_GAP_PX = 44  # from the bottom of the plot area to the legend: room for the tick labels
@@ -300,21 +303,24 @@ def slo(data: ReportData) -> Chart | None:
 
 
 def chargeback(data: ReportData) -> Chart | None:
-    """Stacked bars by cost part: teams (all sites), and the idle capacity kept by site."""
+    """Stacked bars by cost part: teams (all sites), and the idle capacity and the shared
+    infrastructure kept separate, by site."""
     if not data.charges:
         return None
-    teams = sorted({c.team for c in data.charges if c.team != IDLE})
-    idle = [c for c in data.charges if c.team == IDLE]
+    teams = sorted({c.team for c in data.charges if c.team not in KEPT})
+    kept = [c for c in data.charges if c.team in KEPT]
     team_totals = {t: sum(c.total_usd for c in data.charges if c.team == t) for t in teams}
     teams.sort(key=lambda t: -team_totals[t])
     panels: list[tuple[list[str], dict[str, dict[str, float]]]] = []
     if teams:
         panels.append((teams, {t: _parts([c for c in data.charges if c.team == t]) for t in teams}))
-    if idle:
-        sites = [c.site_id for c in idle]
-        panels.append((sites, {s: _parts([c for c in idle if c.site_id == s]) for s in sites}))
+    if kept:
+        keys = [f"{c.site_id} {KEPT[c.team]}" for c in kept]
+        panels.append((keys, {k: _parts([c]) for k, c in zip(keys, kept, strict=True)}))
     titles = (["Teams, all sites, USD"] if teams else []) + (
-        [f"Idle capacity ({IDLE}, kept separate) by site, USD"] if idle else []
+        [f"Kept separate by site: idle capacity ({IDLE}), shared infrastructure ({SHARED}), USD"]
+        if kept
+        else []
     )
     widths = [0.62, 0.38] if len(panels) == 2 else [1.0]
     fig = _subplots(
@@ -360,7 +366,9 @@ def chargeback(data: ReportData) -> Chart | None:
         fig,
         f"fct_chargeback_monthly, every site and month summed: energy at local tariffs, carbon "
         f"at {data.carbon_price_usd_per_tonne:g} {data.currency}/tCO2e, capex and opex shared "
-        f"by facility energy; idle policy '{data.idle_policy}'.",
+        f"by facility energy; idle policy '{data.idle_policy}', shared policy "
+        f"'{data.shared_policy}' (shared infrastructure: the metered IT load no server "
+        "reported, and its overhead).",
     )
 
 

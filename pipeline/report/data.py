@@ -129,6 +129,8 @@ class Charge:
     capex_share_usd: float
     opex_share_usd: float
     total_usd: float
+    #: the part of facility_energy_kwh that is shared infrastructure energy
+    shared_facility_energy_kwh: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -170,6 +172,7 @@ class ReportData:
     period_end: datetime  # end of the last one
     currency: str
     idle_policy: str
+    shared_policy: str
     carbon_price_usd_per_tonne: float
     sites: list[Site]
     site_hours: list[SiteHour]
@@ -223,7 +226,8 @@ def _read(con: duckdb.DuckDBPyConnection, db: Path) -> ReportData:
             "fct_energy_per_request_hourly",
         )
     fleet = q.one(
-        "dim_fleet", "select currency, idle_policy, carbon_price_usd_per_tonne from dim_fleet"
+        "dim_fleet",
+        "select currency, idle_policy, carbon_price_usd_per_tonne, shared_policy from dim_fleet",
     )
     return ReportData(
         db=db,
@@ -231,6 +235,7 @@ def _read(con: duckdb.DuckDBPyConnection, db: Path) -> ReportData:
         period_end=period[1] + timedelta(hours=1),
         currency=str(fleet[0]),
         idle_policy=str(fleet[1]),
+        shared_policy=str(fleet[3]),
         carbon_price_usd_per_tonne=float(fleet[2]),
         sites=[
             Site(str(r[0]), str(r[1]), str(r[2]), float(r[3])) for r in q.all("dim_site", _SITES)
@@ -265,7 +270,7 @@ def _read(con: duckdb.DuckDBPyConnection, db: Path) -> ReportData:
                 str(r[1]),
                 None if r[2] is None else str(r[2]),
                 int(r[3]),
-                *(float(v) for v in r[4:10]),
+                *(float(v) for v in r[4:11]),
             )
             for r in q.all("fct_chargeback_monthly", _CHARGES)
         ],
@@ -406,7 +411,8 @@ select
     sum(carbon_cost_usd) as carbon_cost_usd,
     sum(capex_share_usd) as capex_share_usd,
     sum(opex_share_usd) as opex_share_usd,
-    sum(total_usd) as total_usd
+    sum(total_usd) as total_usd,
+    sum(shared_facility_energy_kwh) as shared_facility_energy_kwh
 from fct_chargeback_monthly
 group by team, site_id
 order by team, site_id

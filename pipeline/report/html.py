@@ -13,7 +13,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from pipeline.report.charts import ALL_SITES, IDLE, Chart, months_label, site_label
+from pipeline.report.charts import ALL_SITES, KEPT, SHARED, Chart, months_label, site_label
 from pipeline.report.data import Charge, ReportData, Roi, SloStatus
 
 #: (section id, heading, intro)
@@ -124,7 +124,7 @@ def _header(data: ReportData, title: str, generated_at: datetime) -> str:
         ("Source", str(data.db.resolve())),
         (
             "Settings",
-            f"idle policy {data.idle_policy}; carbon price "
+            f"idle policy {data.idle_policy}; shared policy {data.shared_policy}; carbon price "
             f"{data.carbon_price_usd_per_tonne:g} {data.currency}/tCO2e; costs in {data.currency}",
         ),
     ]
@@ -262,6 +262,7 @@ def _charge_table(data: ReportData) -> str:
             cost_center,
             _int(requests),
             _num(sum(c.facility_energy_kwh for c in items), 2),
+            _num(sum(c.shared_facility_energy_kwh for c in items), 2),
             _num(sum(c.energy_cost_usd for c in items), 2),
             _num(sum(c.carbon_cost_usd for c in items), 2),
             _num(sum(c.capex_share_usd for c in items), 2),
@@ -270,8 +271,9 @@ def _charge_table(data: ReportData) -> str:
             _num(total / requests * 1000 if requests else None, 3),
         ]
 
-    order = sorted(teams, key=lambda t: (t == IDLE, -sum(c.total_usd for c in teams[t])))
-    rows = [row(t, teams[t][0].cost_center or "–", teams[t]) for t in order]
+    order = sorted(teams, key=lambda t: (t in KEPT, -sum(c.total_usd for c in teams[t])))
+    labels = {SHARED: f"{SHARED} (shared infrastructure)"}
+    rows = [row(labels.get(t, t), teams[t][0].cost_center or "–", teams[t]) for t in order]
     if rows:
         rows.append(row("total", "", data.charges))
     cur = data.currency
@@ -282,6 +284,7 @@ def _charge_table(data: ReportData) -> str:
             "cost center",
             "requests",
             "facility kWh",
+            "of which shared kWh",
             f"energy {cur}",
             f"carbon {cur}",
             f"capex {cur}",
@@ -291,7 +294,11 @@ def _charge_table(data: ReportData) -> str:
         ],
         rows,
         total_row=bool(rows),
-        note="All sites summed; per team x site x month: `microdc export chargeback`.",
+        note="All sites summed; per team x site x month: `microdc export chargeback`. Shared "
+        "kWh: the metered IT load no server reported (network, storage, power distribution) "
+        f"and its overhead, on its own row or in the teams' (shared policy {data.shared_policy}); "
+        "per site-month the facility kWh equal the facility meter's (fct_meter_reconciliation_"
+        "monthly).",
     )
 
 

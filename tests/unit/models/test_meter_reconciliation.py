@@ -292,3 +292,60 @@ def test_the_quality_check_reconciles_with_the_meter_and_names_the_drift(
         "0.010000 kWh" in note
         for note in result.notes
     ), result.notes
+
+
+def test_roi_uses_the_reconciled_energy_and_total(warehouse: Any) -> None:
+    con = warehouse("weighted", "weighted")
+    got = con.execute(
+        "select requests, facility_wh_per_request, gco2e_per_request, pilot_microdc_usd"
+        " from fct_roi_site where site_id = 'bog1'"
+    ).fetchone()
+    assert got is not None
+    requests, wh, gco2e, usd = got
+    # 10 requests a team row: A 20, B 10, C 20, D 20, E 10 = 80; the meter's 674 + 137.5 Wh
+    assert requests == 80
+    assert wh == pytest.approx((674 + 137.5) / 80)
+    # operational carbon is 200 g/kWh of the charged facility energy (no embodied carbon here)
+    assert gco2e == pytest.approx((674 + 137.5) / 1000 * 200.0 / 80)
+    (total,) = con.execute(
+        "select sum(total_usd) from fct_chargeback_monthly where site_id = 'bog1'"
+    ).fetchone() or (None,)
+    assert usd == pytest.approx(total)
+
+
+def test_the_exports_show_the_shared_line(lake: Lake, tmp_path: Path) -> None:
+    import csv
+
+    from pipeline.models.export import export_chargeback
+
+    db = tmp_path / "w.duckdb"
+    build(lake, load_fleet(), db)  # the demo fleet: both policies `separate`
+    focus = tmp_path / "focus.csv"
+    assert export_chargeback(db, "2026-03", "focus", focus) == 4  # payments, search, idle, shared
+    with focus.open(newline="", encoding="utf-8") as f:
+        rows = {r["SubAccountId"]: r for r in csv.DictReader(f)}
+    shared = rows[SHARED]
+    assert shared["BillingAccountId"] == "UNALLOCATED"
+    assert shared["BillingAccountName"] == "Unallocated shared infrastructure"
+    assert shared["SubAccountName"] == "Shared infrastructure"
+    assert shared["ChargeDescription"].startswith(
+        "Shared infrastructure of micro data center bog1 (Bogotá), 2026-03: metered IT load"
+    )
+    assert "shared policy separate" in shared["ChargeDescription"]
+    assert shared["x_SharedFacilityEnergyKwh"] == shared["x_FacilityEnergyKwh"] == "0.005000"
+    assert shared["x_SharedPolicy"] == "separate"
+    assert "shared policy separate" in rows["payments"]["ChargeDescription"]
+    # B's 144 Wh of design-PUE energy: payments 96, idle 48
+    assert rows["payments"]["x_DesignPueFacilityEnergyKwh"] == "0.096000"
+    assert rows[IDLE]["x_DesignPueFacilityEnergyKwh"] == "0.048000"
+    with duckdb.connect(str(db), read_only=True) as con:
+        (total,) = con.execute(
+            "select sum(total_usd) from fct_chargeback_monthly"
+            " where local_month = date '2026-03-01'"
+        ).fetchone() or (None,)
+    assert sum(float(r["BilledCost"]) for r in rows.values()) == pytest.approx(total, abs=1e-5)
+    plain = tmp_path / "cb.csv"
+    export_chargeback(db, "2026-03", "csv", plain)
+    with plain.open(newline="", encoding="utf-8") as f:
+        line = next(r for r in csv.DictReader(f) if r["team"] == SHARED)
+    assert (line["shared_policy"], line["shared_facility_energy_kwh"]) == ("separate", "0.005000")

@@ -87,7 +87,15 @@ def build_warehouse(root: Path) -> Path:
     for row in energy_rows():
         lander.add_output(ENERGY_MINUTES, row, 0)
     for row in (
-        site_minute(T, "bog1", node_it_energy_wh=100.0, pue=1.5),
+        # the meter sees 4 Wh of IT load no node reported: 6 Wh of shared infrastructure
+        site_minute(
+            T,
+            "bog1",
+            node_it_energy_wh=100.0,
+            it_energy_wh=104.0,
+            facility_energy_wh=156.0,
+            pue=1.5,
+        ),
         site_minute(T + timedelta(minutes=1), "bog1", node_it_energy_wh=50.0, pue=1.2),
         site_minute(T, "mex1", node_it_energy_wh=10.0, pue=2.0),
     ):

@@ -33,7 +33,7 @@ EXPECTED = {
     "chart-pue": 2,  # one bar trace per site with data
     "chart-carbon": 2,
     "chart-slo": 4,  # availability and latency, budget and burn panels
-    "chart-chargeback": 8,  # 4 cost parts x (teams, idle) panels
+    "chart-chargeback": 8,  # 4 cost parts x (teams, kept separate: idle and shared) panels
     "chart-roi": 15,
 }
 
@@ -121,11 +121,15 @@ def test_chargeback_and_roi_reconcile_with_their_marts(
                 "select team, sum(total_usd) from fct_chargeback_monthly group by team"
             ).fetchall()
         )
-        idle = dict(
+        kept = dict(
             con.execute(
-                "select site_id, total_usd from fct_chargeback_monthly where team = '__idle__'"
+                "select site_id || ' ' || trim(team, '_'), total_usd from fct_chargeback_monthly"
+                " where team in ('__idle__', '__shared__')"
             ).fetchall()
         )
+        (shared_kwh,) = con.execute(
+            "select sum(facility_energy_kwh) from fct_chargeback_monthly where team = '__shared__'"
+        ).fetchone() or (None,)
         roi = con.execute(
             "select site_id, microdc_usd_per_month, cloud_usd_per_month, gco2e_per_request, "
             "cloud_capacity_usd_per_month, capacity_roi_12m_pct from fct_roi_site order by site_id"
@@ -136,10 +140,23 @@ def test_chargeback_and_roi_reconcile_with_their_marts(
     parts = [t for t in charge["data"] if t["xaxis"] == "x"]
     assert [t["name"] for t in parts] == ["energy", "carbon", "capex share", "opex share"]
     stacked = {team: sum(t["y"][i] for t in parts) for i, team in enumerate(parts[0]["x"])}
-    assert stacked == pytest.approx({k: v for k, v in totals.items() if k != "__idle__"})
-    idle_parts = [t for t in charge["data"] if t["xaxis"] == "x2"]
-    assert idle_parts[0]["x"] == ["bog1"]  # mex1 landed no __idle__ energy
-    assert sum(t["y"][0] for t in idle_parts) == pytest.approx(idle["bog1"])
+    assert stacked == pytest.approx(
+        {k: v for k, v in totals.items() if k not in ("__idle__", "__shared__")}
+    )
+    kept_parts = [t for t in charge["data"] if t["xaxis"] == "x2"]
+    # mex1 landed no __idle__ energy and its meter saw nothing beyond its node
+    assert kept_parts[0]["x"] == ["bog1 idle", "bog1 shared"]
+    for i, key in enumerate(kept_parts[0]["x"]):
+        assert sum(t["y"][i] for t in kept_parts) == pytest.approx(kept[key])
+    # the shared line of the table: 6 Wh = 0.006 kWh, with its USD total
+    assert shared_kwh == pytest.approx(0.006)
+    table = built[1].replace(' class=""', "")
+    row = re.search(r"<tr><td>__shared__ \(shared infrastructure\)</td>(.*?)</tr>", table)
+    assert row is not None, "the chargeback table has no shared line"
+    cells = re.findall(r"<td[^>]*>([^<]*)</td>", row[1])
+    assert cells[2] == cells[3] == "0.01"  # facility kWh, all of it shared (2 decimals)
+    assert cells[-2] == f"{kept['bog1 shared']:,.2f}"  # total USD
+    assert "shared policy separate" in built[1]
     roi_chart = specs["chart-roi"]
     assert trace(roi_chart, "micro-DC")["x"] == [r[0] for r in roi]
     assert trace(roi_chart, "micro-DC")["y"] == pytest.approx([r[1] for r in roi])
