@@ -4,8 +4,13 @@ The shape of every file is fixed. `export chargeback` writes one month of
 `fct_chargeback_monthly`: the columns of `CHARGEBACK_COLUMNS` in that order, rows ordered by
 site and team, `month` as `YYYY-MM` and `month_start` as an ISO date (the first day of the
 site-local month), energy and carbon as DECIMAL(18,6), money as DECIMAL(18,6), requests and
-minutes as integers. The month is each site's local calendar month, as in the mart. `export roi`
-writes `fct_roi_site` the same way (`ROI_COLUMNS`, one row per site).
+minutes as integers. The month is each site's local calendar month, as in the mart. The rows
+include the `__idle__` and `__shared__` (shared infrastructure) rows the fleet's idle and shared
+policies keep separate (`idle_policy`, `shared_policy`); per site-month the facility kWh equal
+the facility meter's, and `shared_facility_energy_kwh` and `design_pue_facility_energy_kwh` are
+the parts of a row's facility kWh that are shared infrastructure energy and energy of minutes
+without a usable meter (node IT x design PUE). `export roi` writes `fct_roi_site` the same way
+(`ROI_COLUMNS`, one row per site).
 
 `xlsx` writes one sheet with a bold header row, frozen panes (header row and the key columns),
 numbers as numbers with a fixed number format (`0.000000` for decimals, `0` for integers) and
@@ -114,15 +119,24 @@ ROI_COLUMNS: tuple[tuple[str, str], ...] = (
 
 # --- FinOps FOCUS 1.2 -----------------------------------------------------------------------
 # One FOCUS row per chargeback row (team x site x local month, plus the __idle__ row when the
-# idle policy keeps it), so BilledCost reconciles 1:1 with `total_usd` of the chargeback file;
-# the cost components (energy, carbon, capex, opex) ride along as x_ columns rather than as
-# rows of their own, so the x_ energy and carbon columns are never double counted by a SUM.
+# idle policy keeps it and the __shared__ row when the shared policy does), so BilledCost
+# reconciles 1:1 with `total_usd` of the chargeback file, and per site-month with the facility
+# meter as the mart does; the cost components (energy, carbon, capex, opex) ride along as x_
+# columns rather than as rows of their own, so the x_ energy and carbon columns are never
+# double counted by a SUM.
 # The four cost columns are all `total_usd`: an internal chargeback has no list price, no
 # negotiated discount and no commitment, and capex is already amortized by month, so list,
 # contracted, effective (amortized) and billed cost coincide. The charge and billing periods
 # are the site-local calendar month as UTC instants, end exclusive (FOCUS date/time format
 # YYYY-MM-DDTHH:mm:ssZ). Pricing and consumed quantity are the row's facility kWh: capex and
 # opex are shared by facility energy and energy cost follows it, so it is the charge's driver.
+# The __idle__ and __shared__ rows have no cost center: both are billed to FOCUS_UNALLOCATED,
+# told apart by BillingAccountName, SubAccountName and ChargeDescription. The shared row is the
+# metered IT load no server reported (switches, storage, PDU losses) and its overhead;
+# x_SharedFacilityEnergyKwh is that energy in any row (the teams' part of it under the weighted
+# or even shared policy), x_DesignPueFacilityEnergyKwh the part of a row's facility energy from
+# minutes without a usable facility meter (node IT x design PUE), and x_IdlePolicy and
+# x_SharedPolicy the fleet settings that produced the rows.
 # Conditional FOCUS columns that do not apply (commitment discounts, capacity reservations,
 # SKUs and unit prices, resources, tags, pricing currency) are left out; none is mandatory.
 FOCUS_OPERATOR = "Micro-DC Operations"  # InvoiceIssuerName, ProviderName and PublisherName

@@ -272,11 +272,16 @@ def _charge_table(data: ReportData) -> str:
         ]
 
     order = sorted(teams, key=lambda t: (t in KEPT, -sum(c.total_usd for c in teams[t])))
-    labels = {SHARED: f"{SHARED} (shared infrastructure)"}
+    labels = {SHARED: f"Shared infrastructure ({SHARED})"}
     rows = [row(labels.get(t, t), teams[t][0].cost_center or "–", teams[t]) for t in order]
     if rows:
         rows.append(row("total", "", data.charges))
     cur = data.currency
+    # shared kWh of every site, wherever the policy put them (own row or the teams' rows)
+    by_site: dict[str, float] = {}
+    for c in data.charges:
+        by_site[c.site_id] = by_site.get(c.site_id, 0.0) + c.shared_facility_energy_kwh
+    per_site = ", ".join(f"{site} {_num(kwh, 2)}" for site, kwh in sorted(by_site.items()))
     return _table(
         f"Chargeback by team, {_charge_period(data)} ({cur})",
         [
@@ -297,8 +302,8 @@ def _charge_table(data: ReportData) -> str:
         note="All sites summed; per team x site x month: `microdc export chargeback`. Shared "
         "kWh: the metered IT load no server reported (network, storage, power distribution) "
         f"and its overhead, on its own row or in the teams' (shared policy {data.shared_policy}); "
-        "per site-month the facility kWh equal the facility meter's (fct_meter_reconciliation_"
-        "monthly).",
+        f"shared kWh by site: {per_site}. Per site-month the facility kWh equal the facility "
+        "meter's (fct_meter_reconciliation_monthly).",
     )
 
 

@@ -1,5 +1,8 @@
 """`microdc export chargeback --format focus|xlsx` and `microdc export roi`, on the hand-made lake
-of test_chargeback.py, and the FOCUS file through the FinOps Foundation's focus-validator.
+of test_chargeback.py, and the FOCUS file through the FinOps Foundation's focus-validator. A
+variant of that lake (`land_shared`) has shared infrastructure energy (meters that see IT load no
+node reported) and a minute without a meter, for the __shared__ row and the design-PUE energy
+under each shared policy.
 
 focus-validator 1.0.0 (the newest on PyPI) only knows FOCUS <= 1.0; our file is FOCUS 1.2.
 
@@ -65,24 +68,37 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import msgspec
 import pytest
 
+from pipeline.contracts.topics import ENERGY_MINUTES, SITE_MINUTES
 from pipeline.errors import ConfigError
 from pipeline.lake import Lake
+from pipeline.lake.embedded import EmbeddedLander
 from pipeline.models.build import build
 from pipeline.models.export import (
     CHARGEBACK_COLUMNS,
     FOCUS_COLUMNS,
     FOCUS_OPERATOR,
+    FOCUS_UNALLOCATED,
     ROI_COLUMNS,
     export_chargeback,
     export_roi,
 )
+from tests.unit.models import factories
 from tests.unit.models.test_chargeback import (
     IDLE,
+    M1,
+    M2,
+    M3,
+    M4,
     NODE_CAPEX,
+    ROWS,
+    S1,
     SITE_CAPEX,
+    e,
     land_rows,
+    site_minute,
     small_fleet,
 )
 
@@ -144,6 +160,55 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     db = root / "w.duckdb"
     build(lake, small_fleet("separate"), db)
     return db
+
+
+SHARED = "__shared__"
+# --- a lake with shared infrastructure energy ---------------------------------------------------
+# test_chargeback's rows, but two meters see IT load no node reported (a switch, a storage shelf)
+# at PUE 1.5: bog1 at M2 40 Wh of IT -> 60 Wh facility, sao1 at S1 10 Wh -> 15 Wh; and bog1 has
+# one minute without a meter, D1 (18:01 local, 0.25 USD/kWh): payments' 20 Wh of IT x design
+# PUE 1.6 = 32 Wh of design-PUE energy.
+SHARED_IT_WH = {(M2, "bog1"): 40.0, (S1, "sao1"): 10.0}
+D1 = M2.replace(minute=1)
+DESIGN_ROW = e(D1, "checkout-api", "payments", 10, 20.0, 32.0, 6.4, 0.0)
+
+
+def land_shared(lake: Lake) -> Lake:
+    lander = EmbeddedLander(lake)
+    for record in [*ROWS, DESIGN_ROW]:
+        lander.add_output(ENERGY_MINUTES, record, 0)
+    for at, site in [(S1, "sao1"), (M1, "bog1"), (M2, "bog1"), (M3, "bog1"), (M4, "bog1")]:
+        total = sum(r.facility_energy_wh for r in ROWS if r.window_start == at)
+        meter = site_minute(at, site, total, 0.5 if at == M1 else 0.0)
+        extra = SHARED_IT_WH.get((at, site), 0.0)
+        assert meter.it_energy_wh is not None and meter.facility_energy_wh is not None
+        meter = msgspec.structs.replace(
+            meter,
+            it_energy_wh=meter.it_energy_wh + extra,
+            facility_energy_wh=meter.facility_energy_wh + extra * 1.5,
+        )
+        lander.add_output(SITE_MINUTES, meter, 0)
+    design = factories.site_minute(
+        D1, "bog1", node_it_energy_wh=20.0, pue=1.6, pue_source="design"
+    )  # no meter reading: facility and IT energy null
+    lander.add_output(SITE_MINUTES, design, 0)
+    lander.close()
+    return lake
+
+
+@pytest.fixture(scope="module")
+def shared_lake(tmp_path_factory: pytest.TempPathFactory) -> Lake:
+    return land_shared(Lake(tmp_path_factory.mktemp("focus-shared") / "lake"))
+
+
+def shared_focus(lake: Lake, root: Path, shared_policy: str) -> tuple[Path, list[dict[str, str]]]:
+    """The warehouse built from `lake` with idle policy separate and `shared_policy`, and its
+    March FOCUS rows."""
+    db = root / f"w-{shared_policy}.duckdb"
+    build(lake, small_fleet("separate", shared_policy=shared_policy), db)
+    out = root / f"focus-{shared_policy}.csv"
+    export_chargeback(db, "2026-03", "focus", out)
+    return db, read_csv(out)
 
 
 @pytest.fixture(scope="module")
@@ -227,6 +292,139 @@ def test_focus_rows_carry_every_mandatory_column_and_the_chargeback_totals(
     assert idle["BilledCost"] == "5.629200"
     assert idle["x_IdleFacilityEnergyKwh"] == idle["x_FacilityEnergyKwh"] == "1.190000"
     assert "not attributed to a team" in idle["ChargeDescription"]
+
+
+def test_focus_bills_the_shared_infrastructure_to_unallocated(
+    shared_lake: Lake, tmp_path: Path
+) -> None:
+    db, rows = shared_focus(shared_lake, tmp_path, "separate")
+    assert [(r["RegionId"], r["SubAccountId"]) for r in rows] == [
+        ("bog1", IDLE),
+        ("bog1", SHARED),
+        ("bog1", "identity"),
+        ("bog1", "payments"),
+        ("bog1", "search"),
+        ("sao1", IDLE),
+        ("sao1", SHARED),
+    ]
+    by_team = {(r["RegionId"], r["SubAccountId"]): r for r in rows}
+    want = {
+        (site, team): (shared, design, total)
+        for site, team, shared, design, total in mart(
+            db,
+            "select site_id, team, cast(round(shared_facility_energy_kwh, 6) as decimal(18, 6)),"
+            " cast(round(design_pue_facility_energy_kwh, 6) as decimal(18, 6)),"
+            " cast(round(total_usd, 6) as decimal(18, 6))"
+            " from fct_chargeback_monthly where local_month = date '2026-03-01'",
+        )
+    }
+    for key, r in by_team.items():
+        shared, design, total = want[key]
+        assert Decimal(r["x_SharedFacilityEnergyKwh"]) == shared, key
+        assert Decimal(r["x_DesignPueFacilityEnergyKwh"]) == design, key
+        assert Decimal(r["BilledCost"]) == total, key
+        assert (r["x_IdlePolicy"], r["x_SharedPolicy"]) == ("separate", "separate")
+    bog = by_team["bog1", SHARED]
+    # 40 Wh of IT no node reported x PUE 1.5 = 60 Wh, all of it the shared row's
+    assert bog["x_SharedFacilityEnergyKwh"] == bog["x_FacilityEnergyKwh"] == "0.060000"
+    assert bog["PricingQuantity"] == bog["ConsumedQuantity"] == "0.060000"
+    assert bog["x_ItEnergyKwh"] == "0.040000"
+    assert bog["x_IdleFacilityEnergyKwh"] == bog["x_DesignPueFacilityEnergyKwh"] == "0.000000"
+    assert bog["x_Requests"] == "0"
+    assert by_team["sao1", SHARED]["x_SharedFacilityEnergyKwh"] == "0.015000"
+    # energy 0.060 kWh x 0.25 = 0.015; carbon 60 Wh x 200 g/kWh = 12 g x 0.1 USD/kg = 0.0012;
+    # capex + opex: March has 4 bog1 minutes with data (1 + 2 USD each), shared by facility
+    # energy: 2.0 kWh of test_chargeback + 0.060 shared + 0.032 design-PUE = 2.092 kWh
+    assert Decimal(bog["x_EnergyCostUsd"]) == Decimal("0.015000")
+    assert Decimal(bog["x_CarbonCostUsd"]) == Decimal("0.001200")
+    assert float(bog["BilledCost"]) == pytest.approx(0.015 + 0.0012 + 12 * 0.060 / 2.092, abs=1e-6)
+    for r in (bog, by_team["sao1", SHARED]):
+        site, city = r["RegionId"], r["RegionName"]
+        assert r["BillingAccountId"] == FOCUS_UNALLOCATED
+        assert r["BillingAccountName"] == "Unallocated shared infrastructure"
+        assert r["SubAccountName"] == "Shared infrastructure"
+        assert r["SubAccountType"] == "Team"
+        assert r["ChargeDescription"] == (
+            f"Shared infrastructure of micro data center {site} ({city}), 2026-03: metered IT"
+            " load no server reported (network, storage, power distribution) and its cooling"
+            " overhead, not attributed to a team (shared policy separate): energy, carbon,"
+            " capex and opex"
+        )
+    idle = by_team["bog1", IDLE]
+    assert (idle["BillingAccountId"], idle["BillingAccountName"]) == (
+        FOCUS_UNALLOCATED,
+        "Unallocated idle capacity",
+    )
+    assert idle["SubAccountName"] == "Idle capacity"
+    assert idle["x_SharedFacilityEnergyKwh"] == "0.000000"
+    pay = by_team["bog1", "payments"]
+    assert pay["ChargeDescription"] == (
+        "Chargeback of team payments at micro data center bog1 (Bogotá), 2026-03: shares of"
+        " energy, carbon, capex and opex (idle policy separate, shared policy separate)"
+    )
+    # the minute without a meter: payments' 20 Wh x design PUE 1.6, shown apart
+    assert pay["x_DesignPueFacilityEnergyKwh"] == "0.032000"
+    assert pay["x_SharedFacilityEnergyKwh"] == "0.000000"
+    assert_reconciles(db, rows)
+
+
+def assert_reconciles(db: Path, rows: list[dict[str, str]]) -> None:
+    """Per site-month, the FOCUS rows bill the mart's total and the facility meter's energy."""
+    totals = dict(
+        mart(
+            db,
+            "select site_id, sum(total_usd) from fct_chargeback_monthly"
+            " where local_month = date '2026-03-01' group by site_id",
+        )
+    )
+    meter = dict(
+        mart(
+            db,
+            "select site_id, expected_facility_energy_kwh from fct_meter_reconciliation_monthly"
+            " where local_month = date '2026-03-01'",
+        )
+    )
+    for site in ("bog1", "sao1"):
+        mine = [r for r in rows if r["RegionId"] == site]
+        billed = sum(Decimal(r["BilledCost"]) for r in mine)
+        # each row is rounded to 6 places: at most half a millionth off per row
+        assert float(billed) == pytest.approx(totals[site], abs=1e-6 * len(mine))
+        kwh = sum(Decimal(r["ConsumedQuantity"]) for r in mine)
+        assert float(kwh) == pytest.approx(meter[site], abs=1e-6 * len(mine))
+    # bog1: 2.0 kWh of node rows + 0.060 shared + 0.032 design PUE; sao1: 0.1 + 0.015
+    assert meter == pytest.approx({"bog1": 2.092, "sao1": 0.115})
+
+
+@pytest.mark.parametrize("policy", ["weighted", "even"])
+def test_focus_team_rows_carry_the_shared_energy_of_a_spreading_policy(
+    shared_lake: Lake, tmp_path: Path, policy: str
+) -> None:
+    db, rows = shared_focus(shared_lake, tmp_path, policy)
+    # no __shared__ row where teams are there to carry it; sao1 has none: it keeps its own
+    assert [(r["RegionId"], r["SubAccountId"]) for r in rows] == [
+        ("bog1", IDLE),
+        ("bog1", "identity"),
+        ("bog1", "payments"),
+        ("bog1", "search"),
+        ("sao1", IDLE),
+        ("sao1", SHARED),
+    ]
+    teams = [r for r in rows if r["RegionId"] == "bog1" and r["SubAccountId"] != IDLE]
+    assert all(Decimal(r["x_SharedFacilityEnergyKwh"]) > 0 for r in teams)
+    assert float(sum(Decimal(r["x_SharedFacilityEnergyKwh"]) for r in teams)) == pytest.approx(
+        0.060, abs=1e-5
+    )
+    if policy == "even":
+        assert {r["x_SharedFacilityEnergyKwh"] for r in teams} == {"0.020000"}
+    for r in teams:
+        assert r["x_SharedPolicy"] == policy
+        assert f"(idle policy separate, shared policy {policy})" in r["ChargeDescription"]
+        assert r["BillingAccountName"].startswith("Cost center ")
+    idle = next(r for r in rows if r["SubAccountId"] == IDLE and r["RegionId"] == "bog1")
+    assert idle["x_SharedFacilityEnergyKwh"] == "0.000000"  # the idle row takes no shared part
+    assert f"(shared policy {policy})" in rows[-1]["ChargeDescription"]
+    assert rows[-1]["BillingAccountName"] == "Unallocated shared infrastructure"
+    assert_reconciles(db, rows)
 
 
 def test_focus_periods_are_the_site_local_month_in_utc(focus_csv: Path, tmp_path: Path) -> None:
@@ -439,6 +637,21 @@ def test_focus_validator_on_the_focus_12_file(focus_csv: Path, tmp_path: Path) -
         "RegionName_Required",
     ):
         assert statuses[rule] == "passed", rule
+
+
+def test_focus_validator_on_the_shared_infrastructure_rows(
+    shared_lake: Lake, tmp_path: Path
+) -> None:
+    # the __shared__ rows and the design-PUE energy break no rule the team rows keep
+    _, rows = shared_focus(shared_lake, tmp_path, "separate")
+    assert sum(r["SubAccountId"] == SHARED for r in rows) == 2
+    statuses = run_validator(tmp_path / "focus-separate.csv", tmp_path)
+    assert {rule for rule, status in statuses.items() if status == "failed"} == (
+        NAMING_FAILURES | CONDITIONAL_FAILURES
+    )
+    assert {rule for rule, status in statuses.items() if status not in ("passed", "failed")} == (
+        set()
+    )
 
 
 def test_focus_validator_on_a_validator_compatible_copy(focus_csv: Path, tmp_path: Path) -> None:

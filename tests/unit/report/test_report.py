@@ -151,12 +151,15 @@ def test_chargeback_and_roi_reconcile_with_their_marts(
     # the shared line of the table: 6 Wh = 0.006 kWh, with its USD total
     assert shared_kwh == pytest.approx(0.006)
     table = built[1].replace(' class=""', "")
-    row = re.search(r"<tr><td>__shared__ \(shared infrastructure\)</td>(.*?)</tr>", table)
+    row = re.search(r"<tr><td>Shared infrastructure \(__shared__\)</td>(.*?)</tr>", table)
     assert row is not None, "the chargeback table has no shared line"
     cells = re.findall(r"<td[^>]*>([^<]*)</td>", row[1])
     assert cells[2] == cells[3] == "0.01"  # facility kWh, all of it shared (2 decimals)
     assert cells[-2] == f"{kept['bog1 shared']:,.2f}"  # total USD
+    assert cells[0] == "–"  # no cost center
     assert "shared policy separate" in built[1]
+    assert "idle policy separate; shared policy separate;" in built[1]  # the header's settings
+    assert "shared kWh by site: bog1 0.01, mex1 0.00." in built[1]  # the table's note
     roi_chart = specs["chart-roi"]
     assert trace(roi_chart, "micro-DC")["x"] == [r[0] for r in roi]
     assert trace(roi_chart, "micro-DC")["y"] == pytest.approx([r[1] for r in roi])
@@ -189,6 +192,35 @@ def test_header_tables_and_no_network(built: tuple[ReportResult, str], warehouse
     # summary tables: the SLO row of bog1 and the chargeback total row
     assert "<td>checkout-api</td><td>bog1</td>" in page.replace(' class=""', "")
     assert '<tr class="total"><td class="">total</td>' in page
+
+
+def test_a_weighted_shared_policy_puts_the_shared_energy_in_the_team_rows(
+    warehouse: Path, tmp_path: Path
+) -> None:
+    import msgspec
+
+    from pipeline.fleet import load_fleet
+    from pipeline.lake import Lake
+    from pipeline.models.build import build
+
+    # the same lake, shared policy weighted: bog1's 6 Wh go to its teams, no __shared__ line
+    db = tmp_path / "weighted.duckdb"
+    fleet = msgspec.structs.replace(load_fleet(), shared_policy="weighted")
+    build(Lake(warehouse.parent / "lake"), fleet, db)
+    out = tmp_path / "report.html"
+    build_report(db, out, generated_at=GENERATED)
+    page = out.read_text(encoding="utf-8")
+    assert "idle policy separate; shared policy weighted;" in page
+    assert "(__shared__)</td>" not in page
+    kept = [t for t in figures(page)["chart-chargeback"]["data"] if t["xaxis"] == "x2"]
+    assert kept[0]["x"] == ["bog1 idle"]
+    with duckdb.connect(str(db), read_only=True) as con:
+        teams = con.execute(
+            "select sum(shared_facility_energy_kwh) from fct_chargeback_monthly"
+            " where team not in ('__idle__', '__shared__')"
+        ).fetchone()
+    assert teams is not None and teams[0] == pytest.approx(0.006)
+    assert "shared kWh by site: bog1 0.01, mex1 0.00." in page
 
 
 def test_a_missing_table_names_the_file_and_the_table(warehouse: Path, tmp_path: Path) -> None:
