@@ -7,8 +7,8 @@
 #       worker --web-bind 0.0.0.0 --data-dir /var/lib/microdc/worker
 #
 # Two stages: `builder` makes a virtual environment at /opt/venv from pip wheels; `runtime` copies
-# only that venv plus the contracts (schemas/) and models (sql/) into a clean python:3.11-slim and
-# runs as an unprivileged user with a fixed uid. The demo fleet ships inside the package; mount
+# only that venv into a clean python:3.11-slim and runs as an unprivileged user with a fixed uid.
+# The contracts (schemas/), SQL models (sql/), templates and demo fleet ship inside the package; mount
 # your own fleet file read-only and point MICRODC_FLEET at it.
 
 FROM python:3.11-slim AS builder
@@ -44,15 +44,10 @@ RUN groupadd --gid 10001 microdc \
  && mkdir -p /var/lib/microdc/lake /var/lib/microdc/worker /var/lib/microdc/warehouse \
  && chown -R 10001:10001 /var/lib/microdc
 COPY --from=builder /opt/venv /opt/venv
-# The lake derives its Arrow schemas from schemas/; `models build` reads sql/ next to it
-# ($MICRODC_SCHEMAS_DIR/../sql).
-COPY schemas /opt/microdc/schemas
-COPY sql /opt/microdc/sql
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     GX_ANALYTICS_ENABLED=false \
-    MICRODC_SCHEMAS_DIR=/opt/microdc/schemas \
     MICRODC_LAKE=/var/lib/microdc/lake
 USER 10001:10001
 WORKDIR /var/lib/microdc

@@ -9,23 +9,27 @@ STAMP := $(VENV)/.installed
 FOCUS_VENV ?= .venv-focus
 FOCUS_STAMP := $(FOCUS_VENV)/.installed
 
-.PHONY: help install focus-env browser demo test unit integration lint bench kafka-jars kafka-up kafka-down clean
+.PHONY: help install focus-env browser browser-tests demo test unit e2e integration lint bench kafka-jars kafka-up kafka-down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "microdc-pipeline needs Python 3.11+, found " + sys.version.split()[0] + ": run make PYTHON=python3.11 ...")'
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@echo "installing microdc-pipeline and its dependencies into $(VENV) (log: $(VENV)/install.log)"
+	@$(PYTHON) -m venv $(VENV)
+	@{ $(BIN)/python -m pip install --disable-pip-version-check --upgrade pip \
+	  && $(BIN)/python -m pip install --disable-pip-version-check -e '.[dev]'; } \
+	  > $(VENV)/install.log 2>&1 || { tail -n 40 $(VENV)/install.log; echo "pip install failed: see $(VENV)/install.log" >&2; exit 1; }
 	@touch $@
 
 install: $(STAMP) ## create .venv and install the package with its dev tools
 
 $(FOCUS_STAMP):
-	$(PYTHON) -m venv $(FOCUS_VENV)
-	$(FOCUS_VENV)/bin/python -m pip install --quiet --disable-pip-version-check 'focus-validator==1.0.0' 'multimethod<2'
+	@echo "installing FinOps focus-validator into $(FOCUS_VENV) (log: $(FOCUS_VENV)/install.log)"
+	@$(PYTHON) -m venv $(FOCUS_VENV)
+	@$(FOCUS_VENV)/bin/python -m pip install --disable-pip-version-check 'focus-validator==1.0.0' 'multimethod<2' \
+	  > $(FOCUS_VENV)/install.log 2>&1 || { tail -n 40 $(FOCUS_VENV)/install.log; echo "pip install failed: see $(FOCUS_VENV)/install.log" >&2; exit 1; }
 	@touch $@
 
 focus-env: $(FOCUS_STAMP) ## a separate venv with FinOps focus-validator (used by the FOCUS export tests)
@@ -38,7 +42,7 @@ browser: ## Debian's chromium for the browser tests (apt-get as root, else sudo)
 	@command -v $${MICRODC_CHROMIUM:-chromium} >/dev/null 2>&1 || { echo "no chromium: install Debian's chromium package or set MICRODC_CHROMIUM=/path/to/chromium" >&2; exit 1; }
 
 demo: $(STAMP) ## run the pipeline on the embedded default (no Kafka needed)
-	$(BIN)/microdc demo
+	@$(BIN)/microdc demo
 
 kafka-jars: $(STAMP) ## fetch Apache Kafka 4.x jars from Maven Central (cached)
 	$(BIN)/python -c 'from pipeline.localkafka import ensure_jars; print("kafka jars:", ensure_jars(quiet=False))'
@@ -50,8 +54,14 @@ lint: $(STAMP) ## ruff and mypy --strict
 test: $(STAMP) $(FOCUS_STAMP) kafka-jars browser lint ## lint, then the whole suite against a real Kafka broker it starts itself
 	$(BIN)/pytest
 
-unit: $(STAMP) ## unit tests only (no broker)
-	$(BIN)/pytest tests/unit
+unit: $(STAMP) ## unit tests: in-process only (no broker, browser, subprocess or socket)
+	$(BIN)/pytest tests/unit -m 'not slow and not browser'
+
+e2e: $(STAMP) $(FOCUS_STAMP) ## end to end through subprocesses: a built wheel, the CLI, focus-validator
+	$(BIN)/pytest tests/e2e tests/unit -m slow
+
+browser-tests: $(STAMP) browser ## the tests that drive headless Chromium
+	$(BIN)/pytest -m browser
 
 integration: $(STAMP) kafka-jars ## integration tests only (real broker)
 	$(BIN)/pytest tests/integration

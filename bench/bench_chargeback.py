@@ -41,7 +41,7 @@ NODES_PER_SITE = 4
 CHILD = """
 import resource, sys, time
 from pathlib import Path
-from pipeline.demo import demo_fleet
+from pipeline.embedded.demo import demo_fleet
 from pipeline.fleet import load_fleet
 from pipeline.lake import Lake
 from pipeline.models.build import build
@@ -85,8 +85,8 @@ order by m.site_id
 
 
 def land(work: Path, days: float) -> Path:
-    from pipeline.demo import DEFAULT_RPS_SCALE, demo_fleet
-    from pipeline.embedded import simulate_and_land
+    from pipeline.embedded.demo import DEFAULT_RPS_SCALE, demo_fleet
+    from pipeline.embedded.landing import simulate_and_land
     from pipeline.fleet import load_fleet
     from pipeline.lake import Lake
     from pipeline.simulate import SimConfig

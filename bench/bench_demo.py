@@ -1,6 +1,6 @@
 """How long `microdc demo` takes, stage by stage, at its default size and at two weeks.
 
-Each size runs the whole demo (`pipeline.demo.run_demo`: simulate → stream core → lake →
+Each size runs the whole demo (`pipeline.embedded.demo.run_demo`: simulate → stream core → lake →
 models → quality + exports + report) in a fresh folder. The baseline in the same run is the
 simulator alone over the same span (generating and JSON-encoding every event, nothing else):
 the least the first stage can cost. `demo / sim` says what the rest of the pipeline adds.
@@ -19,7 +19,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from pipeline.demo import DEFAULT_DAYS, DEMO_START, DemoOptions, demo_fleet, run_demo
+from pipeline.embedded.demo import DEFAULT_DAYS, DEMO_START, DemoOptions, demo_fleet, run_demo
 from pipeline.fleet import load_fleet
 from pipeline.simulate import SimConfig, Simulator
 

@@ -36,8 +36,8 @@ from rich.table import Table
 
 from pipeline.contracts import ALL_TOPICS
 from pipeline.contracts.topics import REQUEST_LOG
+from pipeline.embedded.driver import EmbeddedPipeline
 from pipeline.fleet import load_fleet
-from pipeline.runner import EmbeddedPipeline
 from pipeline.simulate import SimConfig, Simulator
 from pipeline.simulate.hostile import KINDS, expected_of, mix_hostile
 
@@ -53,7 +53,7 @@ CORE_CHILD = textwrap.dedent(
     import sys, time, itertools
     from datetime import UTC, datetime
     from pipeline.fleet import load_fleet
-    from pipeline.runner import EmbeddedPipeline, from_envelopes
+    from pipeline.embedded.driver import EmbeddedPipeline, from_envelopes
     from pipeline.simulate import SimConfig, Simulator
     events = int(sys.argv[1])
     fleet = load_fleet()

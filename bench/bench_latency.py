@@ -140,7 +140,7 @@ def start_worker(
     port = free_ports(1)[0]
     state = Path(tempfile.mkdtemp(prefix="microdc-bench-latency-"))
     log = (state / "worker.log").open("wb")
-    cmd = [sys.executable, "-m", "pipeline.processors", "--bootstrap", bootstrap,
+    cmd = [sys.executable, "-m", "pipeline", "worker", "--bootstrap", bootstrap,
            "--topic-prefix", prefix, "--web-port", str(port), "--data-dir", str(state / "data"),
            "--store", "memory://", "--loglevel", "warning", *extra]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(source)}

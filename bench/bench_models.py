@@ -27,7 +27,7 @@ import duckdb
 from rich.console import Console
 from rich.table import Table
 
-from pipeline.embedded import simulate_and_land
+from pipeline.embedded.landing import simulate_and_land
 from pipeline.fleet import load_fleet
 from pipeline.lake import BY_NAME, Lake
 from pipeline.simulate import SimConfig

@@ -36,7 +36,7 @@ CHILD = textwrap.dedent(
     from datetime import UTC, datetime
     import msgspec
     from pipeline.fleet import load_fleet
-    from pipeline.runner import EmbeddedPipeline, from_envelopes
+    from pipeline.embedded.driver import EmbeddedPipeline, from_envelopes
     from pipeline.simulate import SimConfig, Simulator
     events, spread = int(sys.argv[1]), sys.argv[2] == "random"
     fleet = load_fleet()

@@ -3,7 +3,7 @@
 1. The simulator fills fresh topics with N request-log-heavy events (rps scale 1.0).
 2. RAW CONSUME LIMIT: aiokafka `getmany` + msgspec decoding of the request-log topic, no other
    work (bench_kafka.py's measurement) - the ceiling any Python consumer on this machine has.
-3. The worker (`python -m pipeline.processors`, a child process) consumes everything from the
+3. The worker (`microdc worker`, a child process) consumes everything from the
    start: request-log events/s from its first consumed record until every input partition is
    consumed and applied (consumer lag 0, nothing held by the merge), read from its /health and
    /metrics. Its RSS is sampled along the way: it should follow open minutes and keys, not events.
@@ -38,10 +38,10 @@ from rich.table import Table
 
 from pipeline.contracts import ALL_TOPICS
 from pipeline.contracts.topics import REQUEST_LOG
+from pipeline.embedded.driver import EmbeddedPipeline, from_envelopes
 from pipeline.fleet import load_fleet
 from pipeline.kafka_admin import ensure_topics_sync
 from pipeline.localkafka import BOOTSTRAP_ENV, LocalKafka, free_ports
-from pipeline.runner import EmbeddedPipeline, from_envelopes
 from pipeline.simulate import SimConfig, Simulator, simulate_to_kafka
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -97,7 +97,7 @@ def run_worker(
     state = Path(tempfile.mkdtemp(prefix="microdc-bench-worker-"))
     log = (state / "worker.log").open("wb")
     cmd = [
-        sys.executable, "-m", "pipeline.processors", "--bootstrap", bootstrap,
+        sys.executable, "-m", "pipeline", "worker", "--bootstrap", bootstrap,
         "--topic-prefix", prefix, "--web-port", str(port), "--data-dir", str(state / "data"),
         "--store", store, "--loglevel", "warning",
     ]  # fmt: skip

@@ -112,6 +112,8 @@ class Settings(BaseSettings):
     kafka_state_dir: Path = Path(".kafka-local")
     #: Where the Parquet lake lives: a local folder or a pyarrow filesystem URI.
     lake: str = "out/lake"
+    #: The DuckDB warehouse `models build` writes and `export`, `report`, `quality` read.
+    warehouse: Path = Path("out/warehouse.duckdb")
     #: Key of the HMAC that replaces client IPs in the lake; unset: IPs are dropped.
     lake_ip_secret: str | None = None
 

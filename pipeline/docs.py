@@ -30,7 +30,7 @@ of the DuckDB models in `sql/`; do not edit by hand (a test fails when it is sta
 - **Warehouse** (`warehouse.duckdb`, built by `microdc models build` or `microdc demo`):
   `dim_` = the fleet file, `stg_` = views over the lake (one row per natural key),
   `int_` = intermediate views, `fct_` = marts (tables). Query with DuckDB:
-  `duckdb.connect("out/demo/warehouse.duckdb", read_only=True)`.
+  `duckdb.connect("out/warehouse.duckdb", read_only=True)`.
 """
 
 #: Meanings of lake fields whose contract has no description (generated output contracts),
@@ -107,7 +107,8 @@ def _dataset_index() -> str:
 
 
 def _dataset_section(dataset: Dataset) -> str:
-    from pipeline.models.build import glossary, sql_dir
+    from pipeline.models.build import glossary
+    from pipeline.resources import sql_dir
 
     words = glossary(sql_dir())
     contract = _contract(dataset)

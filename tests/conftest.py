@@ -2,7 +2,8 @@
 
 The broker is `MICRODC_KAFKA_BOOTSTRAP` if set, otherwise a `LocalKafka` started on first use by
 a test that asks for `kafka_bootstrap` (unit-only runs never start Java) and stopped at the end
-of the session. Tests under `tests/integration` are marked `integration` automatically.
+of the session. Tests under `tests/integration` are marked `integration` and those under
+`tests/e2e` `slow`, automatically (the tiers: README.md, Tests).
 """
 
 from __future__ import annotations
@@ -29,14 +30,17 @@ settings.register_profile("microdc", deadline=None)
 settings.load_profile("microdc")
 
 _INTEGRATION_DIR = Path(__file__).parent / "integration"
+_E2E_DIR = Path(__file__).parent / "e2e"
 _SUMMARY: list[str] = []
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark every test under tests/integration with `integration`."""
+    """Mark every test under tests/integration `integration` and under tests/e2e `slow`."""
     for item in items:
         if _INTEGRATION_DIR in item.path.parents:
             item.add_marker(pytest.mark.integration)
+        elif _E2E_DIR in item.path.parents:
+            item.add_marker(pytest.mark.slow)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

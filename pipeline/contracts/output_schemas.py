@@ -14,26 +14,14 @@ from typing import Any
 
 import msgspec
 
-from pipeline.contracts.outputs import DeadLetter, EnergyMinute, LateEvent, SiteMinute, SloBurn
-from pipeline.contracts.topics import (
-    ALERTS,
-    DEAD_LETTERS,
-    ENERGY_MINUTES,
-    LATE_EVENTS,
-    SITE_MINUTES,
-    SLO_BURN,
-    TopicSpec,
-)
-from pipeline.metrics.slo import AlertEvent
+from pipeline.contracts.topics import OUTPUT_TOPICS, TopicSpec
 
-#: Output topic -> the Struct its records decode into.
+#: Output dataset (the topic name after `mdc.`, with underscores) -> its topic and the Struct its
+#: records decode into, both from the topic declarations.
 OUTPUT_RECORDS: dict[str, tuple[TopicSpec, type[msgspec.Struct]]] = {
-    "energy_minutes": (ENERGY_MINUTES, EnergyMinute),
-    "site_minutes": (SITE_MINUTES, SiteMinute),
-    "slo_burn": (SLO_BURN, SloBurn),
-    "alerts": (ALERTS, AlertEvent),
-    "late_events": (LATE_EVENTS, LateEvent),
-    "dead_letters": (DEAD_LETTERS, DeadLetter),
+    spec.name.removeprefix("mdc.").replace("-", "_"): (spec, spec.record_type)
+    for spec in OUTPUT_TOPICS
+    if spec.record_type is not None
 }
 
 

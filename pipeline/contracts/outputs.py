@@ -8,6 +8,13 @@ from typing import Any, Literal
 
 import msgspec
 
+#: Alert vocabulary (`mdc.alerts`): the burn windows and SLIs of SLO rules, and what an alert is.
+Window = Literal["5m", "30m", "1h", "2h", "6h", "1d", "3d"]
+Sli = Literal["availability", "latency"]
+Severity = Literal["page", "ticket"]
+AlertState = Literal["firing", "resolved"]
+AlertKind = Literal["slo", "energy-budget", "thermal"]
+
 
 class NodeMinute(msgspec.Struct, frozen=True, kw_only=True, tag="row"):
     """Stage 1 → `mdc.node-minutes`: one node × service row of a closed minute, IT level only.
@@ -122,6 +129,33 @@ class SloBurn(msgspec.Struct, frozen=True, kw_only=True):
     latency_burn: dict[str, float]
     availability_budget_remaining: float
     latency_budget_remaining: float
+
+
+class AlertEvent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """`mdc.alerts`: a rule started (`firing`) or stopped (`resolved`) holding at minute `at_ms`.
+
+    `value` is what was compared with `threshold`: the lower of the two burns for SLO rules,
+    the month's burn for energy budgets, the inlet °C for thermal rules.
+    """
+
+    alert_id: str
+    kind: AlertKind
+    rule: str
+    severity: Severity
+    state: AlertState
+    at_ms: int
+    fired_at_ms: int
+    value: float
+    threshold: float
+    service: str | None = None
+    team: str | None = None
+    site_id: str | None = None
+    node_id: str | None = None
+    sli: Sli | None = None
+    long_window: Window | None = None
+    short_window: Window | None = None
+    burn_long: float | None = None
+    burn_short: float | None = None
 
 
 class LateEvent(msgspec.Struct, frozen=True, kw_only=True):

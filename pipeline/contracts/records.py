@@ -22,6 +22,16 @@ from typing import Annotated, Literal
 
 import msgspec
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+ONE_MS = timedelta(milliseconds=1)
+
+
+def epoch_ms(when: datetime) -> int:
+    """Milliseconds since the epoch of an aware datetime, in integer arithmetic (no float
+    timestamp in between); sub-millisecond parts are floored."""
+    return (when - EPOCH) // ONE_MS
+
+
 UtcTime = Annotated[datetime, msgspec.Meta(tz=True)]
 
 #: Event times outside these years are invalid (the schemas' `utc_time` pattern says the same):

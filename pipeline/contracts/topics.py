@@ -4,10 +4,27 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import msgspec
 
-from pipeline.contracts.records import FacilitySample, GridIntensity, NodeSample, RequestLog
+from pipeline.contracts.outputs import (
+    AlertEvent,
+    DeadLetter,
+    EnergyMinute,
+    LateEvent,
+    NodeMinute,
+    PartitionMark,
+    SiteMinute,
+    SloBurn,
+)
+from pipeline.contracts.records import (
+    FacilitySample,
+    GridIntensity,
+    NodeSample,
+    RequestLog,
+    epoch_ms,
+)
 
 #: Node telemetry and request logs are co-partitioned on `node_id`: same key, same count. This
 #: is the count the pipeline creates them with; existing topics may have any count, as long as
@@ -29,13 +46,17 @@ class TopicSpec:
     #: any partition count - `partitions` is what the pipeline creates them with - but all
     #: topics of the group the same one. Other topics must have exactly `partitions`.
     co_partitioned: str | None = None
+    #: The field that keys a record whose `key_field` is null (an alert without a service).
+    key_fallback: str | None = None
 
-    def key_of(self, record: msgspec.Struct) -> bytes | None:
-        """The message key of `record` (UTF-8), or None for unkeyed topics."""
+    def key_of(self, record: Any) -> bytes | None:
+        """The message key of `record` (UTF-8), or None for unkeyed topics and null keys."""
         if self.key_field is None:
             return None
-        value = getattr(record, self.key_field)
-        return str(value).encode()
+        value = getattr(record, self.key_field, None)
+        if value is None and self.key_fallback is not None:
+            value = getattr(record, self.key_fallback, None)
+        return None if value is None else str(value).encode()
 
     def with_prefix(self, prefix: str) -> TopicSpec:
         """The same topic under `prefix` (tests give every run its own topics)."""
@@ -77,22 +98,30 @@ ENERGY_MINUTES = TopicSpec(
     "mdc.energy-minutes",
     CO_PARTITIONS,
     "node_id",
-    None,
+    EnergyMinute,
     "Closed minutes: energy, carbon and latency per node x service.",
 )
 SITE_MINUTES = TopicSpec(
-    "mdc.site-minutes", 1, "site_id", None, "Closed minutes: PUE, carbon and water per site."
+    "mdc.site-minutes", 1, "site_id", SiteMinute, "Closed minutes: PUE, carbon and water per site."
 )
-SLO_BURN = TopicSpec("mdc.slo-burn", 1, "service", None, "SLO burn rates per service and window.")
-ALERTS = TopicSpec("mdc.alerts", 1, "service", None, "Firing and resolved alerts.")
+SLO_BURN = TopicSpec(
+    "mdc.slo-burn", 1, "service", SloBurn, "SLO burn rates per service and window."
+)
+ALERTS = TopicSpec(
+    "mdc.alerts", 1, "service", AlertEvent, "Firing and resolved alerts.", key_fallback="alert_id"
+)
 LATE_EVENTS = TopicSpec(
-    "mdc.late-events", CO_PARTITIONS, None, None, "Records that arrived after their minute closed."
+    "mdc.late-events",
+    CO_PARTITIONS,
+    None,
+    LateEvent,
+    "Records that arrived after their minute closed.",
 )
 DEAD_LETTERS = TopicSpec(
     "mdc.dead-letters",
     1,
     None,
-    None,
+    DeadLetter,
     "Records that failed to decode or validate, with source position and reason.",
 )
 
@@ -100,7 +129,7 @@ NODE_MINUTES = TopicSpec(
     "mdc.node-minutes",
     1,
     "site_id",
-    None,
+    NodeMinute,
     "Internal, stage 1 -> stage 2: closed node x service minutes (IT level) and partition marks.",
 )
 
@@ -122,6 +151,20 @@ INTERNAL_TOPICS: tuple[TopicSpec, ...] = (NODE_MINUTES,)
 ALL_TOPICS: tuple[TopicSpec, ...] = INPUT_TOPICS + OUTPUT_TOPICS + INTERNAL_TOPICS
 
 
+#: The record -> topic map, declared once: the topic every output record type is produced to
+#: (the embedded driver, the workers' sink and the lake all route by it). Node minutes and
+#: partition marks share the internal stage-1 -> stage-2 topic.
+OUTPUT_TOPIC_OF: dict[type[msgspec.Struct], TopicSpec] = {
+    **{spec.record_type: spec for spec in OUTPUT_TOPICS + INTERNAL_TOPICS if spec.record_type},
+    PartitionMark: NODE_MINUTES,
+}
+
+
+def output_topic(record: msgspec.Struct) -> TopicSpec:
+    """The topic an output record goes to."""
+    return OUTPUT_TOPIC_OF[type(record)]
+
+
 def topic_for(record_type: type[msgspec.Struct]) -> TopicSpec:
     """The input topic that carries `record_type`."""
     for spec in INPUT_TOPICS:
@@ -134,3 +177,20 @@ def iter_topics(prefix: str = "") -> Iterator[TopicSpec]:
     """All topics, optionally renamed under `prefix`."""
     for spec in ALL_TOPICS:
         yield spec.with_prefix(prefix)
+
+
+def output_key(spec: TopicSpec, record: Any) -> tuple[bytes | None, int | None]:
+    """The key an output record is produced with, and the partition it is pinned to: a late
+    event stays with its source partition (the producer takes it modulo the topic's count)."""
+    partition = record.partition if isinstance(record, LateEvent) else None
+    return spec.key_of(record), partition
+
+
+def output_event_ms(record: Any, fallback_ms: int) -> int:
+    """An output record's Kafka timestamp: its own event time, else `fallback_ms`."""
+    for name in ("window_start", "event_at"):
+        value = getattr(record, name, None)
+        if value is not None:
+            return epoch_ms(value)
+    at_ms = getattr(record, "at_ms", None)
+    return int(at_ms) if at_ms is not None else fallback_ms

@@ -21,35 +21,17 @@ the end, and files written before it stay readable next to new ones (readers uni
 from __future__ import annotations
 
 import json
-import os
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
 from pipeline.errors import PipelineError
-
-#: Where `schemas/` is, when not next to the package (an installed wheel, a container image).
-SCHEMAS_ENV = "MICRODC_SCHEMAS_DIR"
+from pipeline.resources import schemas_dir
 
 
 class SchemaError(PipelineError):
     """A contract cannot be mapped to Arrow (names the file and the JSON path)."""
-
-
-def schemas_dir() -> Path:
-    """`$MICRODC_SCHEMAS_DIR`, else the repository's `schemas/` (editable installs)."""
-    configured = os.environ.get(SCHEMAS_ENV)
-    if configured:
-        return Path(configured)
-    here = Path(__file__).resolve().parents[2] / "schemas"
-    if here.is_dir():
-        return here
-    raise SchemaError(
-        f"cannot find the contracts directory `schemas/`: set {SCHEMAS_ENV} to its path "
-        "(the container image sets it)"
-    )
 
 
 @cache

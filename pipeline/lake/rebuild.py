@@ -87,8 +87,9 @@ import msgspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.contracts.records import MAX_GRID_SPAN
-from pipeline.contracts.topics import DEAD_LETTERS, LATE_EVENTS
+from pipeline.contracts.records import EPOCH, MAX_GRID_SPAN, epoch_ms
+from pipeline.contracts.topics import DEAD_LETTERS, LATE_EVENTS, output_event_ms
+from pipeline.embedded.driver import EmbeddedPipeline
 from pipeline.errors import ConfigError, PipelineError
 from pipeline.fleet.model import Fleet
 from pipeline.lake.compact import (
@@ -98,14 +99,11 @@ from pipeline.lake.compact import (
     write_journal,
 )
 from pipeline.lake.datasets import BY_NAME, Dataset
-from pipeline.lake.embedded import output_event_ms
 from pipeline.lake.paths import TEMP_MARK, SegmentName, parse_file_name
 from pipeline.lake.privacy import HASHED_IP, IpPolicy
 from pipeline.lake.segment import DAY_MS, RollPolicy, Segment, SegmentBuffer
 from pipeline.lake.store import COMPRESSION, COMPRESSION_LEVEL, Lake, fsync_dir
-from pipeline.metrics.energy import EPOCH, epoch_ms
 from pipeline.metrics.slo import BUFFER_MINUTES
-from pipeline.runner import EmbeddedPipeline
 from pipeline.stream.site_stage import FACILITY_WAIT_S, GRID_WAIT_S
 
 log = logging.getLogger(__name__)

@@ -38,11 +38,10 @@ import pyarrow.compute as pa_compute
 import pyarrow.json as pa_json
 
 from pipeline.contracts.codec import decoder, list_decoder
-from pipeline.contracts.records import UtcTime
+from pipeline.contracts.records import EPOCH, ONE_MS, UtcTime
 from pipeline.lake.datasets import Dataset
 from pipeline.lake.paths import file_name, partition_value
 from pipeline.lake.privacy import HASHED_IP, RAW_IP, IpPolicy
-from pipeline.metrics.energy import EPOCH, ONE_MS
 
 HOUR_MS = 3_600_000
 DAY_MS = 86_400_000

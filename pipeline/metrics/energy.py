@@ -10,21 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 
 MINUTE_MS = 60_000
 UWH_PER_WH = 1_000_000
 IDLE_SERVICE = "__idle__"
-
-
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-ONE_MS = timedelta(milliseconds=1)
-
-
-def epoch_ms(when: datetime) -> int:
-    """Milliseconds since the epoch of an aware datetime, in integer arithmetic (no float
-    timestamp in between); sub-millisecond parts are floored."""
-    return (when - EPOCH) // ONE_MS
 
 
 def minute_of(ms: int) -> int:

@@ -1,40 +1,57 @@
-"""Alerting math: SLO burn rates and error budgets, team energy-budget burn, inlet temperatures.
+"""SLO burn rates and error budgets (Google SRE Workbook ch. 5), minute by minute.
 
 Pure event-time math for the `metrics` layer (DESIGN.md §5): a driver feeds closed minutes in
-increasing order; nothing here reads a clock, a topic or a file. Every tracker keeps its whole
+increasing order; nothing here reads a clock, a topic or a file. The tracker keeps its whole
 state in one msgspec Struct, so `to_bytes()` / `from_bytes()` let a Faust table hold it.
 
-Alerts are transitions, and every rule is its own alert: `page-1h`, `page-6h`, `ticket-1d`,
-`ticket-3d` per SLI (Google SRE Workbook ch. 5, both windows must exceed the threshold),
-`inlet-ticket` / `inlet-page` per node and `energy-budget` per team and month. Escalation from
-ticket to page is therefore a page alert firing while the ticket stays open; de-escalation is the
-page resolving. An alert fires once when its rule starts to hold and resolves once, with the same
-`alert_id`, when it stops. The id ends with the minute it fired at, so firing again later is a new
-alert. `SliStatus.severity` is the highest severity that holds at the minute.
+Every rule is its own alert: `page-1h`, `page-6h`, `ticket-1d`, `ticket-3d` per SLI (both windows
+must exceed the threshold). Escalation from ticket to page is therefore a page alert firing while
+the ticket stays open; de-escalation is the page resolving. An alert fires once when its rule
+starts to hold and resolves once, with the same `alert_id`, when it stops (`metrics.alerting`).
+The id ends with the minute it fired at, so firing again later is a new alert.
+`SliStatus.severity` is the highest severity that holds at the minute. Energy-budget and thermal
+alerts live in `metrics.budget` and `metrics.thermal`; the `AlertEvent` record in
+`contracts.outputs`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
-from typing import Final, Literal, NamedTuple
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import Final, NamedTuple
 
 import msgspec
 
-from pipeline.errors import ConfigError, PipelineError
+from pipeline.contracts.outputs import AlertEvent, Severity, Sli, Window
 from pipeline.fleet.model import Slo
+from pipeline.metrics.alerting import (
+    MINUTE_MS,
+    TrackerInputError,
+    check_minute,
+    highest,
+    transition,
+)
 
-MINUTE_MS: Final = 60_000
+__all__ = [
+    "ALL_SITES",
+    "BUFFER_MINUTES",
+    "BURN_RULES",
+    "HOUR_MS",
+    "MINUTE_MS",
+    "SLIS",
+    "WINDOW_MINUTES",
+    "BurnRule",
+    "BurnWindows",
+    "MinuteCounts",
+    "Sli",
+    "SliStatus",
+    "SloTracker",
+    "SloUpdate",
+    "TrackerInputError",
+    "Window",
+]
+
 HOUR_MS: Final = 60 * MINUTE_MS
 BUFFER_MINUTES: Final = 4320  # the longest burn window, 3 days
 ALL_SITES: Final = "__all__"  # site_id of a service's fleet-wide tracker
-
-Window = Literal["5m", "30m", "1h", "2h", "6h", "1d", "3d"]
-Sli = Literal["availability", "latency"]
-Severity = Literal["page", "ticket"]
-AlertState = Literal["firing", "resolved"]
-AlertKind = Literal["slo", "energy-budget", "thermal"]
 
 WINDOW_MINUTES: Final[dict[Window, int]] = {
     "5m": 5,
@@ -51,11 +68,6 @@ _LONGEST: Final = len(_SPANS) - 1
 # Rows of every ring and sum below: requests, bad for availability, bad for latency.
 _TOTAL: Final = 0
 _ROW_OF: Final[dict[Sli, int]] = {"availability": 1, "latency": 2}
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-class TrackerInputError(PipelineError):
-    """A tracker got a minute out of order, misaligned, or with impossible counts."""
 
 
 class BurnRule(NamedTuple):
@@ -71,18 +83,6 @@ BURN_RULES: Final = (
     BurnRule("page-6h", "page", "6h", "30m", 6.0),  # 5 % in 6 h
     BurnRule("ticket-1d", "ticket", "1d", "2h", 3.0),  # 10 % in 1 d
     BurnRule("ticket-3d", "ticket", "3d", "6h", 1.0),  # 10 % in 3 d
-)
-
-
-class ThermalRule(NamedTuple):
-    name: str
-    severity: Severity
-    above_c: float
-
-
-THERMAL_RULES: Final = (
-    ThermalRule("inlet-ticket", "ticket", 27.0),  # ASHRAE recommended upper bound
-    ThermalRule("inlet-page", "page", 32.0),
 )
 
 
@@ -111,33 +111,6 @@ class BurnWindows(msgspec.Struct, frozen=True):
         return value
 
 
-class AlertEvent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """A rule started (`firing`) or stopped (`resolved`) holding at the minute starting `at_ms`.
-
-    `value` is what was compared with `threshold`: the lower of the two burns for SLO rules,
-    the month's burn for energy budgets, the inlet °C for thermal rules.
-    """
-
-    alert_id: str
-    kind: AlertKind
-    rule: str
-    severity: Severity
-    state: AlertState
-    at_ms: int
-    fired_at_ms: int
-    value: float
-    threshold: float
-    service: str | None = None
-    team: str | None = None
-    site_id: str | None = None
-    node_id: str | None = None
-    sli: Sli | None = None
-    long_window: Window | None = None
-    short_window: Window | None = None
-    burn_long: float | None = None
-    burn_short: float | None = None
-
-
 class SliStatus(msgspec.Struct, frozen=True):
     """One SLI after a minute: burns, budget left over the SLO period, rules holding."""
 
@@ -160,38 +133,6 @@ class SloUpdate(msgspec.Struct, frozen=True, kw_only=True):
 
 def _zeros(rows: int, columns: int) -> list[list[int]]:
     return [[0] * columns for _ in range(rows)]
-
-
-def _transition(
-    open_alerts: dict[str, int], key: str, holds: bool, at_ms: int
-) -> tuple[AlertState, int] | None:
-    """Track which rules hold; return (state, fired_at_ms) only when `key` changes."""
-    fired_at = open_alerts.get(key)
-    if holds and fired_at is None:
-        open_alerts[key] = at_ms
-        return "firing", at_ms
-    if not holds and fired_at is not None:
-        del open_alerts[key]
-        return "resolved", fired_at
-    return None
-
-
-def _highest(severities: Iterable[Severity]) -> Severity | None:
-    found = set(severities)
-    return "page" if "page" in found else ("ticket" if found else None)
-
-
-def _check_minute(minute_ms: int, last_minute_ms: int | None, where: str) -> None:
-    if minute_ms % MINUTE_MS:
-        raise TrackerInputError(
-            f"{where}: minute_ms {minute_ms} is not a multiple of {MINUTE_MS}: "
-            "pass the epoch ms at which the closed minute starts"
-        )
-    if last_minute_ms is not None and minute_ms <= last_minute_ms:
-        raise TrackerInputError(
-            f"{where}: minute {minute_ms} came after minute {last_minute_ms}: "
-            "feed each closed minute once, in increasing order"
-        )
 
 
 class _SloState(msgspec.Struct, kw_only=True):
@@ -261,7 +202,7 @@ class SloTracker:
 
     def _checked_row(self, counts: MinuteCounts) -> tuple[int, int, int]:
         where = f"SLO tracker {self._state.service}/{self._state.site_id}"
-        _check_minute(counts.minute_ms, self._state.last_minute_ms, where)
+        check_minute(counts.minute_ms, self._state.last_minute_ms, where)
         bads = (counts.bad_availability, counts.bad_latency)
         if not all(0 <= bad <= counts.total for bad in bads):
             raise TrackerInputError(
@@ -323,7 +264,7 @@ class SloTracker:
         burn_long, burn_short = burns.of(rule.long_window), burns.of(rule.short_window)
         holds = burn_long > rule.threshold and burn_short > rule.threshold
         s = self._state
-        change = _transition(s.open_alerts, f"{sli}:{rule.name}", holds, minute_ms)
+        change = transition(s.open_alerts, f"{sli}:{rule.name}", holds, minute_ms)
         if change is None:
             return None
         state, fired_at = change
@@ -382,204 +323,5 @@ class SloTracker:
             burn=burns,
             budget_remaining=remaining,
             holding=tuple(r.name for r in holding),
-            severity=_highest(r.severity for r in holding),
-        )
-
-
-def _to_ms(at: datetime) -> int:
-    return (at.astimezone(UTC) - _EPOCH) // timedelta(milliseconds=1)
-
-
-def _zone(tz: str | None) -> ZoneInfo:
-    try:
-        return ZoneInfo(tz or "UTC")
-    except (ZoneInfoNotFoundError, ValueError) as error:
-        raise ConfigError(
-            f"unknown time zone {tz!r}: use an IANA name such as 'America/Bogota'"
-        ) from error
-
-
-def _month_bounds(at_ms: int, zone: ZoneInfo) -> tuple[str, int, int]:
-    """Local month label and [start, end) in epoch ms of the month holding the instant `at_ms`."""
-    local = (_EPOCH + timedelta(milliseconds=at_ms)).astimezone(zone)
-    year, month = local.year, local.month
-    next_year, next_month = (year + 1, 1) if month == 12 else (year, month + 1)
-    start = datetime(year, month, 1, tzinfo=zone)
-    end = datetime(next_year, next_month, 1, tzinfo=zone)
-    return f"{year:04d}-{month:02d}", _to_ms(start), _to_ms(end)
-
-
-def _burn(kwh_used: float, budget_kwh: float, at_ms: int, start_ms: int, end_ms: int) -> float:
-    return (kwh_used / budget_kwh) / ((at_ms - start_ms) / (end_ms - start_ms))
-
-
-def _require_budget(budget_kwh: float, where: str) -> None:
-    if not budget_kwh > 0:
-        raise ConfigError(f"{where}: energy budget {budget_kwh} kWh must be > 0: fix the team")
-
-
-def energy_budget_burn(
-    kwh_used: float, budget_kwh: float, at_ms: int, tz: str | None = "UTC"
-) -> float:
-    """(kWh used / budget) / fraction of the local month elapsed at `at_ms`.
-
-    `at_ms` is the end of the usage counted; a month is (start, end] in local time, so the
-    boundary instant closes the old month (fraction 1) and the fraction is never 0. Month length
-    is exact: elapsed and total are real milliseconds between local midnights (DST included).
-    """
-    _require_budget(budget_kwh, "energy_budget_burn")
-    _, start_ms, end_ms = _month_bounds(at_ms - 1, _zone(tz))
-    return _burn(kwh_used, budget_kwh, at_ms, start_ms, end_ms)
-
-
-class EnergyBudgetUpdate(msgspec.Struct, frozen=True, kw_only=True):
-    team: str
-    month: str  # local YYYY-MM
-    minute_ms: int
-    kwh_used: float  # month to date, this minute included
-    burn: float
-    alerts: tuple[AlertEvent, ...]
-
-
-class _EnergyState(msgspec.Struct, kw_only=True):
-    team: str
-    budget_kwh: float
-    tz: str
-    month: str = ""
-    month_start_ms: int = 0
-    month_end_ms: int = 0
-    kwh_used: float = 0.0
-    last_minute_ms: int | None = None
-    open_alerts: dict[str, int] = msgspec.field(default_factory=dict)  # month -> fired_at_ms
-
-
-class EnergyBudgetTracker:
-    """Month-to-date energy of one team; a ticket while burn > 1.
-
-    It holds one local month at a time; the first minute of the next month starts it over and
-    resolves an open alert at the month boundary.
-    """
-
-    RULE: Final = "energy-budget"
-
-    def __init__(self, team: str, budget_kwh: float, tz: str | None = "UTC") -> None:
-        _require_budget(budget_kwh, f"team {team}")
-        self._state = _EnergyState(team=team, budget_kwh=budget_kwh, tz=_zone(tz).key)
-
-    def to_bytes(self) -> bytes:
-        return msgspec.msgpack.encode(self._state)
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> EnergyBudgetTracker:
-        tracker = cls.__new__(cls)
-        tracker._state = msgspec.msgpack.decode(data, type=_EnergyState)
-        return tracker
-
-    def add_minute(self, minute_ms: int, kwh: float) -> EnergyBudgetUpdate:
-        s = self._state
-        _check_minute(minute_ms, s.last_minute_ms, f"energy budget of team {s.team}")
-        if not kwh >= 0:
-            raise TrackerInputError(f"team {s.team}: minute {minute_ms} has {kwh} kWh, not >= 0")
-        s.last_minute_ms = minute_ms
-        events = self._roll_month(minute_ms)
-        s.kwh_used += kwh
-        at_ms = minute_ms + MINUTE_MS
-        burn = _burn(s.kwh_used, s.budget_kwh, at_ms, s.month_start_ms, s.month_end_ms)
-        event = self._event(burn > 1.0, minute_ms, burn)
-        return EnergyBudgetUpdate(
-            team=s.team,
-            month=s.month,
-            minute_ms=minute_ms,
-            kwh_used=s.kwh_used,
-            burn=burn,
-            alerts=(*events, *([event] if event else [])),
-        )
-
-    def _roll_month(self, minute_ms: int) -> list[AlertEvent]:
-        s = self._state
-        if s.month and minute_ms < s.month_end_ms:
-            return []
-        events: list[AlertEvent] = []
-        if s.month:
-            final = s.kwh_used / s.budget_kwh
-            event = self._event(False, s.month_end_ms, final)
-            events += [event] if event else []
-        s.month, s.month_start_ms, s.month_end_ms = _month_bounds(minute_ms, ZoneInfo(s.tz))
-        s.kwh_used = 0.0
-        return events
-
-    def _event(self, holds: bool, at_ms: int, burn: float) -> AlertEvent | None:
-        s = self._state
-        change = _transition(s.open_alerts, s.month, holds, at_ms)
-        if change is None:
-            return None
-        state, fired_at = change
-        return AlertEvent(
-            alert_id=f"{self.RULE}:{s.team}:{s.month}:{fired_at}",
-            kind="energy-budget",
-            rule=self.RULE,
-            severity="ticket",
-            state=state,
-            at_ms=at_ms,
-            fired_at_ms=fired_at,
-            value=burn,
-            threshold=1.0,
-            team=s.team,
-        )
-
-
-class _ThermalState(msgspec.Struct, kw_only=True):
-    node_id: str
-    site_id: str
-    last_minute_ms: int | None = None
-    open_alerts: dict[str, int] = msgspec.field(default_factory=dict)  # rule -> fired_at_ms
-
-
-class ThermalTracker:
-    """Inlet-temperature alerts of one node from each closed minute's maximum inlet °C.
-
-    A minute without telemetry changes nothing: missing data is not a recovery.
-    """
-
-    def __init__(self, node_id: str, site_id: str) -> None:
-        self._state = _ThermalState(node_id=node_id, site_id=site_id)
-
-    def to_bytes(self) -> bytes:
-        return msgspec.msgpack.encode(self._state)
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> ThermalTracker:
-        tracker = cls.__new__(cls)
-        tracker._state = msgspec.msgpack.decode(data, type=_ThermalState)
-        return tracker
-
-    @property
-    def severity(self) -> Severity | None:
-        return _highest(r.severity for r in THERMAL_RULES if r.name in self._state.open_alerts)
-
-    def add_minute(self, minute_ms: int, max_inlet_c: float) -> tuple[AlertEvent, ...]:
-        s = self._state
-        _check_minute(minute_ms, s.last_minute_ms, f"thermal tracker {s.node_id}")
-        s.last_minute_ms = minute_ms
-        events = (self._event(rule, max_inlet_c, minute_ms) for rule in THERMAL_RULES)
-        return tuple(event for event in events if event is not None)
-
-    def _event(self, rule: ThermalRule, inlet_c: float, minute_ms: int) -> AlertEvent | None:
-        s = self._state
-        change = _transition(s.open_alerts, rule.name, inlet_c > rule.above_c, minute_ms)
-        if change is None:
-            return None
-        state, fired_at = change
-        return AlertEvent(
-            alert_id=f"thermal:{s.site_id}:{s.node_id}:{rule.name}:{fired_at}",
-            kind="thermal",
-            rule=rule.name,
-            severity=rule.severity,
-            state=state,
-            at_ms=minute_ms,
-            fired_at_ms=fired_at,
-            value=inlet_c,
-            threshold=rule.above_c,
-            site_id=s.site_id,
-            node_id=s.node_id,
+            severity=highest(r.severity for r in holding),
         )

@@ -39,6 +39,7 @@ from pipeline.fleet.model import Fleet
 from pipeline.lake.datasets import BY_NAME
 from pipeline.lake.store import Lake
 from pipeline.models.dims import dim_tables
+from pipeline.resources import sql_dir
 
 LAYERS = ("staging", "intermediate", "marts")
 _SOURCE = re.compile(r"\{\{\s*source\(\s*'(\w+)'\s*,\s*'(\w+)'\s*\)\s*\}\}")
@@ -67,13 +68,6 @@ class Model:
         if self.materialized_as is not None:
             return self.materialized_as
         return "table" if self.layer == "marts" else "view"
-
-
-def sql_dir() -> Path:
-    """`sql/` next to `schemas/` (the repository, or `$MICRODC_SCHEMAS_DIR/../sql`)."""
-    from pipeline.lake.arrow_schema import schemas_dir
-
-    return schemas_dir().parent / "sql"
 
 
 def load_models(root: Path) -> list[Model]:

@@ -1,10 +1,10 @@
 """The two stage agents: fetched batches in, the pure stream core in the middle, outputs out.
 
-Both do, record by record, what `pipeline.runner.EmbeddedPipeline` does: decode, dead-letter
-what cannot be used, feed the stage, forward its outputs. Stage 1 runs one `NodeStage` per
-assigned partition of the co-partitioned node-telemetry + request-log topics and hands closed
-node minutes to stage 2 through `mdc.node-minutes`; stage 2 runs one `SiteStage` on node minutes,
-facility meters and grid intensity.
+Both do, record by record, what `pipeline.embedded.driver.EmbeddedPipeline` does: decode, dead-
+letter what cannot be used, feed the stage, forward its outputs. Stage 1 runs one `NodeStage`
+per assigned partition of the co-partitioned node-telemetry + request-log topics and hands
+closed node minutes to stage 2 through `mdc.node-minutes`; stage 2 runs one `SiteStage` on node
+minutes, facility meters and grid intensity.
 
 Crash consistency (the order "outputs -> state -> offset"):
 
@@ -42,9 +42,14 @@ import msgspec
 
 from pipeline.contracts.codec import decoder
 from pipeline.contracts.outputs import LateEvent, SiteMinute, StageOne
-from pipeline.contracts.records import FacilitySample, GridIntensity, NodeSample, RequestLog
+from pipeline.contracts.records import (
+    FacilitySample,
+    GridIntensity,
+    NodeSample,
+    RequestLog,
+    epoch_ms,
+)
 from pipeline.fleet.model import Fleet
-from pipeline.metrics.energy import epoch_ms
 from pipeline.processors.merge import KafkaRecord, Merger
 from pipeline.processors.sink import OutputSink
 from pipeline.processors.state import SnapshotStore, on_partition

@@ -39,7 +39,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from mode import Service
 
-from pipeline.contracts.outputs import SiteMinute, SloBurn
+from pipeline.contracts.outputs import AlertEvent, SiteMinute, SloBurn
 from pipeline.contracts.topics import (
     ALERTS,
     CO_PARTITIONS,
@@ -50,7 +50,6 @@ from pipeline.contracts.topics import (
 )
 from pipeline.fleet.model import Fleet
 from pipeline.kafka_security import KafkaSecurity, client_kwargs
-from pipeline.metrics.slo import AlertEvent
 from pipeline.processors.live_inputs import counter_values, inputs_view
 from pipeline.processors.web import WorkerMetrics, install_live_views
 from pipeline.stream.live import AHEAD_MINUTES, LiveState, NodeMinuteItem

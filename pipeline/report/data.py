@@ -10,11 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
 import duckdb
 
 from pipeline.errors import ConfigError
+from pipeline.models.analyses import rows_as
+
+T = TypeVar("T")
 
 #: Every table the report reads; a warehouse without one of them gets a WarehouseError.
 TABLES = (
@@ -211,242 +214,72 @@ def _check_tables(con: duckdb.DuckDBPyConnection, db: Path) -> None:
         )
 
 
+@dataclass(frozen=True)
+class _Period:
+    first_hour: datetime | None
+    last_hour: datetime | None
+    requests: int
+
+
+@dataclass(frozen=True)
+class _Fleet:
+    currency: str
+    idle_policy: str
+    shared_policy: str
+    carbon_price_usd_per_tonne: float
+
+
+@dataclass(frozen=True)
+class _Month:
+    month: date
+
+
 def _read(con: duckdb.DuckDBPyConnection, db: Path) -> ReportData:
     q = _Query(con, db)
-    period = q.one(
-        "fct_energy_per_request_hourly",
-        "select timezone('UTC', min(hour_utc)), timezone('UTC', max(hour_utc)), "
-        "coalesce(sum(requests), 0) from fct_energy_per_request_hourly",
-    )
-    if not period[2]:
+    period = q.one("fct_energy_per_request_hourly", "report_period", _Period)
+    if not period.requests or period.first_hour is None or period.last_hour is None:
         raise WarehouseError(
             db,
             "no requests: the lake had no data when the warehouse was built (land data or run "
             "`microdc demo`, then rebuild)",
             "fct_energy_per_request_hourly",
         )
-    fleet = q.one(
-        "dim_fleet",
-        "select currency, idle_policy, carbon_price_usd_per_tonne, shared_policy from dim_fleet",
-    )
+    fleet = q.one("dim_fleet", "report_fleet", _Fleet)
     return ReportData(
         db=db,
-        period_start=period[0],
-        period_end=period[1] + timedelta(hours=1),
-        currency=str(fleet[0]),
-        idle_policy=str(fleet[1]),
-        shared_policy=str(fleet[3]),
-        carbon_price_usd_per_tonne=float(fleet[2]),
-        sites=[
-            Site(str(r[0]), str(r[1]), str(r[2]), float(r[3])) for r in q.all("dim_site", _SITES)
-        ],
-        site_hours=[
-            SiteHour(str(r[0]), r[1], int(r[2]), float(r[3]), float(r[4]))
-            for r in q.all("fct_energy_per_request_hourly", _SITE_HOURS)
-        ],
-        service_hours=[
-            ServiceHour(str(r[0]), str(r[1]), r[2], int(r[3]), _opt(r[4]))
-            for r in q.all("fct_energy_per_request_hourly", _SERVICE_HOURS)
-        ],
-        site_days=[
-            SiteDay(str(r[0]), r[1], int(r[2]), float(r[3]), float(r[4]), _opt(r[5]))
-            for r in q.all("fct_site_efficiency_daily", _SITE_DAYS)
-        ],
-        slo=[
-            SloStatus(
-                str(r[0]),
-                str(r[1]),
-                r[2],
-                int(r[3]),
-                int(r[4]),
-                int(r[5]),
-                *(_opt(v) for v in r[6:12]),
-            )
-            for r in q.all("fct_slo_daily", _SLO)
-        ],
-        charges=[
-            Charge(
-                str(r[0]),
-                str(r[1]),
-                None if r[2] is None else str(r[2]),
-                int(r[3]),
-                *(float(v) for v in r[4:11]),
-            )
-            for r in q.all("fct_chargeback_monthly", _CHARGES)
-        ],
-        months=[r[0] for r in q.all("fct_chargeback_monthly", _MONTHS)],
-        roi=[_roi(r) for r in q.all("fct_roi_site", _ROI)],
+        period_start=period.first_hour,
+        period_end=period.last_hour + timedelta(hours=1),
+        currency=fleet.currency,
+        idle_policy=fleet.idle_policy,
+        shared_policy=fleet.shared_policy,
+        carbon_price_usd_per_tonne=fleet.carbon_price_usd_per_tonne,
+        sites=q.all("dim_site", "report_sites", Site),
+        site_hours=q.all("fct_energy_per_request_hourly", "report_site_hours", SiteHour),
+        service_hours=q.all("fct_energy_per_request_hourly", "report_service_hours", ServiceHour),
+        site_days=q.all("fct_site_efficiency_daily", "report_site_days", SiteDay),
+        slo=q.all("fct_slo_daily", "report_slo", SloStatus),
+        charges=q.all("fct_chargeback_monthly", "report_charges", Charge),
+        months=[m.month for m in q.all("fct_chargeback_monthly", "report_months", _Month)],
+        roi=q.all("fct_roi_site", "report_roi", Roi),
     )
-
-
-def _roi(r: tuple[Any, ...]) -> Roi:
-    return Roi(
-        str(r[0]),
-        str(r[1]),
-        float(r[2]),
-        int(r[3]),
-        *(_opt(v) for v in r[4:25]),
-    )
-
-
-def _opt(value: Any) -> float | None:
-    return None if value is None else float(value)
 
 
 class _Query:
-    """Runs the report's queries; a failure names the warehouse and the table."""
+    """Runs the report's queries (`sql/analyses/report_*.sql`) into typed rows by column name;
+    a failure names the warehouse and the table."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, db: Path) -> None:
         self.con = con
         self.db = db
 
-    def all(self, table: str, sql: str) -> list[tuple[Any, ...]]:
+    def all(self, table: str, analysis: str, row_type: type[T]) -> list[T]:
         try:
-            return self.con.execute(sql).fetchall()
+            return rows_as(self.con, analysis, row_type)
         except duckdb.Error as exc:
             raise WarehouseError(self.db, f"cannot read it ({_HINT}): {exc}", table) from exc
 
-    def one(self, table: str, sql: str) -> tuple[Any, ...]:
-        rows = self.all(table, sql)
+    def one(self, table: str, analysis: str, row_type: type[T]) -> T:
+        rows = self.all(table, analysis, row_type)
         if not rows:
             raise WarehouseError(self.db, f"has no rows ({_HINT})", table)
         return rows[0]
-
-
-_SITES = "select site_id, city, country, design_pue from dim_site order by site_id"
-
-_SITE_HOURS = """
-select
-    site_id,
-    timezone('UTC', hour_utc) as hour_utc,
-    sum(requests) as requests,
-    sum(facility_energy_wh) as facility_energy_wh,
-    sum(operational_gco2e + embodied_gco2e) as gco2e
-from fct_energy_per_request_hourly
-group by all
-order by site_id, hour_utc
-"""
-
-# The mart repeats a service's latency on each of its team rows; max() takes that one value.
-_SERVICE_HOURS = """
-select
-    site_id,
-    service,
-    timezone('UTC', hour_utc) as hour_utc,
-    sum(requests) as requests,
-    max(latency_p95_ms) as latency_p95_ms
-from fct_energy_per_request_hourly
-group by all
-order by site_id, service, hour_utc
-"""
-
-_SITE_DAYS = """
-select site_id, local_date, minutes, it_energy_kwh, facility_energy_kwh, pue
-from fct_site_efficiency_daily
-order by site_id, local_date
-"""
-
-_SLO = """
-with
-
-slo as (
-    select * from fct_slo_daily
-),
-
-targets as (
-    select
-        service,
-        any_value(availability_target) as availability_target,
-        any_value(latency_target) as latency_target
-    from dim_service
-    group by service
-),
-
-period as (
-    select
-        service,
-        site_id,
-        max(date_utc) as last_date,
-        sum(requests) as requests,
-        sum(bad_availability) as bad_availability,
-        sum(bad_latency) as bad_latency,
-        arg_max(availability_budget_remaining, date_utc) as availability_budget_remaining,
-        arg_max(latency_budget_remaining, date_utc) as latency_budget_remaining,
-        max(worst_availability_burn) as worst_availability_burn,
-        max(worst_latency_burn) as worst_latency_burn
-    from slo
-    group by service, site_id
-    having sum(requests) > 0
-),
-
-final as (
-    select
-        p.service,
-        p.site_id,
-        p.last_date,
-        p.requests,
-        p.bad_availability,
-        p.bad_latency,
-        t.availability_target,
-        t.latency_target,
-        p.availability_budget_remaining,
-        p.latency_budget_remaining,
-        p.worst_availability_burn,
-        p.worst_latency_burn
-    from period as p
-    left join targets as t using (service)
-)
-
-select * from final order by service, site_id = '__all__', site_id
-"""
-
-_CHARGES = """
-select
-    team,
-    site_id,
-    any_value(cost_center) as cost_center,
-    sum(requests) as requests,
-    sum(facility_energy_kwh) as facility_energy_kwh,
-    sum(energy_cost_usd) as energy_cost_usd,
-    sum(carbon_cost_usd) as carbon_cost_usd,
-    sum(capex_share_usd) as capex_share_usd,
-    sum(opex_share_usd) as opex_share_usd,
-    sum(total_usd) as total_usd,
-    sum(shared_facility_energy_kwh) as shared_facility_energy_kwh
-from fct_chargeback_monthly
-group by team, site_id
-order by team, site_id
-"""
-
-_MONTHS = "select distinct local_month from fct_chargeback_monthly order by local_month"
-
-_ROI = """
-select
-    site_id,
-    baseline_region,
-    pilot_days,
-    requests,
-    microdc_usd_per_month,
-    operating_usd_per_month,
-    cloud_usd_per_month,
-    investment_usd,
-    microdc_usd_6m,
-    cloud_usd_6m,
-    microdc_usd_12m,
-    cloud_usd_12m,
-    monthly_savings_usd,
-    payback_months,
-    roi_6m_pct,
-    roi_12m_pct,
-    latency_p95_ms,
-    baseline_latency_p95_ms,
-    facility_wh_per_request,
-    baseline_wh_per_request,
-    gco2e_per_request,
-    baseline_gco2e_per_request,
-    cloud_capacity_usd_per_month,
-    capacity_payback_months,
-    capacity_roi_12m_pct
-from fct_roi_site
-order by site_id
-"""

@@ -1,22 +1,26 @@
 """The report page: header, headline figures, charts and summary tables in one offline HTML file.
 
-plotly.js is inlined once; each figure travels as JSON in a `<script type="application/json"
-data-chart="...">` element that one small script draws, so the page needs no network, no CDN
-and no fonts beyond the system's. Every text from the warehouse is HTML-escaped.
+The markup, CSS and JS are Jinja2 templates shipped in `pipeline/report/templates/`; this module
+only shapes the data into view models (formatted cells, figures, specs). plotly.js is inlined
+once; each figure travels as JSON in a `<script type="application/json" data-chart="...">`
+element that one small script draws, so the page needs no network, no CDN and no fonts beyond
+the system's. Autoescaping is on: every text from the warehouse is HTML-escaped, and only
+plotly.js and the figures' JSON (checked or escaped here) go in as they are.
 """
 
 from __future__ import annotations
 
-import html
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
-from typing import Any
+
+from jinja2 import Environment, PackageLoader, Template, select_autoescape
 
 from pipeline.report.charts import ALL_SITES, KEPT, SHARED, Chart, months_label, site_label
 from pipeline.report.data import Charge, ReportData, Roi, SloStatus
 
-#: (section id, heading, intro)
+#: (section id, heading, intro), in page order
 SECTIONS = (
     ("energy", "Energy per request and latency", "Per site and UTC hour."),
     ("efficiency", "Efficiency and carbon", "PUE per site-local day, SCI per UTC hour."),
@@ -24,66 +28,100 @@ SECTIONS = (
     ("chargeback", "Chargeback", "Cost per internal team, split into its parts."),
     ("roi", "ROI vs the hyperscale cloud", "Each site against its cloud baseline region."),
 )
-_DRAW = """
-(function () {
-  var config = {displaylogo: false, responsive: true,
-                modeBarButtonsToRemove: ["lasso2d", "select2d"]};
-  document.querySelectorAll("script[data-chart]").forEach(function (spec) {
-    var figure = JSON.parse(spec.textContent);
-    Plotly.newPlot(spec.getAttribute("data-chart"), figure.data, figure.layout, config);
-  });
-})();
-"""
+
+
+@dataclass(frozen=True)
+class Cell:
+    text: str
+    css_class: str  # "" renders as class="" (as the page always had)
+
+
+@dataclass(frozen=True)
+class Row:
+    cells: list[Cell]
+    is_total: bool = False
+
+
+@dataclass(frozen=True)
+class Table:
+    """A summary table's head and rows; its caption and note are in the template."""
+
+    head: list[Cell]
+    rows: list[Row]
+
+
+@dataclass(frozen=True)
+class Figure:
+    chart_id: str
+    height_px: int
+    caption: str
+
+
+@dataclass(frozen=True)
+class Spec:
+    chart_id: str
+    payload: str  # the figure's JSON, '<' escaped: safe inside a script element
+
+
+@dataclass(frozen=True)
+class Header:
+    start: str  # of the period, UTC
+    end: str
+    days: str
+    sites: list[str]
+    generated: str
+    source: str
+    carbon_price: str
+
+
+@dataclass(frozen=True)
+class Section:
+    section_id: str
+    heading: str
+    intro: str
+    figures: list[Figure]
 
 
 def render_page(
     data: ReportData, charts: Sequence[Chart], *, title: str, generated_at: datetime
 ) -> str:
     """The whole page as one string."""
-    body = [_header(data, title, generated_at), _kpis(data), _nav(charts)]
-    tables: dict[str, Callable[[ReportData], str]] = {
-        "efficiency": _sites_table,
-        "slo": _slo_table,
-        "chargeback": _charge_table,
-        "roi": _roi_table,
-    }
-    for section, heading, intro in SECTIONS:
-        parts = [f"<h2>{_e(heading)}</h2>", f'<p class="intro">{_e(intro)}</p>']
-        mine = [c for c in charts if c.section == section]
-        parts += [_figure(c) for c in mine]
-        if not mine:
-            parts.append('<p class="empty">No data for this section in the warehouse.</p>')
-        if section in tables:
-            parts.append(tables[section](data))
-        body.append(f'<section id="{section}">\n' + "\n".join(parts) + "\n</section>")
-    body.append(
-        "<footer>Definitions: DESIGN.md §5 of microdc-pipeline. Ratios are sums over sums. "
-        "Times are UTC unless marked site-local.</footer>"
+    return _template().render(
+        title=title,
+        header=_header(data, generated_at),
+        kpis=_kpis(data),
+        sections={
+            sid: Section(sid, heading, intro, [_figure(c) for c in charts if c.section == sid])
+            for sid, heading, intro in SECTIONS
+        },
+        chart_count=len(charts),
+        summaries={
+            "sites": _sites_table(data),
+            "slo": _slo_table(data),
+            "charge": _charge_table(data),
+            "roi": _roi_table(data),
+        },
+        shared_kwh_by_site=_shared_kwh_by_site(data),
+        months=months_label(data),
+        is_many_months=len(data.months) > 1,
+        currency=data.currency,
+        idle_policy=data.idle_policy,
+        shared_policy=data.shared_policy,
+        plotly_js=_plotly_js(),
+        specs=[_spec(c) for c in charts],
     )
-    return "\n".join(
-        [
-            "<!DOCTYPE html>",
-            '<html lang="en">',
-            "<head>",
-            '<meta charset="utf-8">',
-            '<meta name="viewport" content="width=device-width, initial-scale=1">',
-            '<meta name="generator" content="microdc report">',
-            f"<title>{_e(title)}</title>",
-            f"<style>{CSS}</style>",
-            "</head>",
-            "<body>",
-            "<main>",
-            *body,
-            "</main>",
-            "<script>window.PlotlyConfig = {MathJaxConfig: 'local'};</script>",
-            f"<script>{_plotly_js()}</script>",
-            *[_spec(c) for c in charts],
-            f"<script>{_DRAW}</script>",
-            "</body>",
-            "</html>",
-            "",
-        ]
+
+
+@cache
+def _template() -> Template:
+    env = Environment(
+        loader=PackageLoader("pipeline.report", "templates"),
+        autoescape=select_autoescape(("html", "html.j2"), ("css", "js"), default=True),
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
     )
+    return env.get_template("report.html.j2")
 
 
 @cache
@@ -96,85 +134,52 @@ def _plotly_js() -> str:
     return js
 
 
-def _spec(chart: Chart) -> str:
+def _spec(chart: Chart) -> Spec:
     # '<' escaped as \u003c: the JSON stays valid and cannot close the script element
-    payload = str(chart.figure.to_json()).replace("<", "\\u003c")
-    return f'<script type="application/json" data-chart="{_e(chart.chart_id)}">{payload}</script>'
+    return Spec(chart.chart_id, str(chart.figure.to_json()).replace("<", "\\u003c"))
 
 
-def _figure(chart: Chart) -> str:
-    return (
-        f'<figure class="chart">\n<div id="{_e(chart.chart_id)}" class="plot" '
-        f'style="height:{int(chart.figure.layout.height)}px"></div>\n'
-        f"<figcaption>{_e(chart.caption)}</figcaption>\n</figure>"
-    )
+def _figure(chart: Chart) -> Figure:
+    return Figure(chart.chart_id, int(chart.figure.layout.height), chart.caption)
 
 
-def _header(data: ReportData, title: str, generated_at: datetime) -> str:
+def _header(data: ReportData, generated_at: datetime) -> Header:
     days = (data.period_end - data.period_start).total_seconds() / 86400
-    period = (
-        f"{data.period_start:%Y-%m-%d %H:%M} to {data.period_end:%Y-%m-%d %H:%M} UTC "
-        f"({days:,.1f} days)"
+    return Header(
+        start=f"{data.period_start:%Y-%m-%d %H:%M}",
+        end=f"{data.period_end:%Y-%m-%d %H:%M}",
+        days=f"{days:,.1f}",
+        sites=[f"{site_label(s)}, {s.country}" for s in data.sites],
+        generated=f"{generated_at:%Y-%m-%d %H:%M:%S %Z}".strip(),
+        source=str(data.db.resolve()),
+        carbon_price=f"{data.carbon_price_usd_per_tonne:g}",
     )
-    sites = ", ".join(f"{site_label(s)}, {s.country}" for s in data.sites)
-    meta = [
-        ("Period", period),
-        ("Sites", sites),
-        ("Generated", f"{generated_at:%Y-%m-%d %H:%M:%S %Z}".strip()),
-        ("Source", str(data.db.resolve())),
-        (
-            "Settings",
-            f"idle policy {data.idle_policy}; shared policy {data.shared_policy}; carbon price "
-            f"{data.carbon_price_usd_per_tonne:g} {data.currency}/tCO2e; costs in {data.currency}",
-        ),
-    ]
-    rows = "\n".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in meta)
-    return f'<header>\n<h1>{_e(title)}</h1>\n<dl class="meta">\n{rows}\n</dl>\n</header>'
 
 
-def _kpis(data: ReportData) -> str:
+def _kpis(data: ReportData) -> dict[str, str]:
+    """The headline figures, formatted; labels and units are in the template."""
     requests = sum(r.requests for r in data.roi) or sum(h.requests for h in data.site_hours)
     it_kwh = sum(d.it_energy_kwh for d in data.site_days)
     facility_kwh = sum(d.facility_energy_kwh for d in data.site_days)
-    facility_wh = _weighted(data.roi, "facility_wh_per_request")
-    gco2e = _weighted(data.roi, "gco2e_per_request")
     services = [s for s in data.slo if s.site_id == ALL_SITES]
     healthy = sum(
         1
         for s in services
         if (s.availability_budget_remaining or 0) >= 0 and (s.latency_budget_remaining or 0) >= 0
     )
-    total_usd = sum(c.total_usd for c in data.charges)
-    # (label, value, unit, note)
-    cards = [
-        ("Requests", f"{requests:,}", "", "served at the micro data centers"),
-        ("Facility energy", f"{facility_kwh:,.1f}", "kWh", f"IT {it_kwh:,.1f} kWh"),
-        ("PUE", _num(facility_kwh / it_kwh if it_kwh else None, 3), "", "facility / IT energy"),
-        ("Energy / request", _num(facility_wh, 3), "Wh", "facility, idle included"),
-        ("Carbon / request", _num(gco2e, 3), "gCO2e", "SCI, idle and embodied included"),
-        (
-            "SLOs within budget",
-            f"{healthy} of {len(services)}" if services else "–",
-            "",
-            "services, all sites",
-        ),
-        ("Chargeback", f"{total_usd:,.0f}", data.currency, _charge_period(data)),
-    ]
-    items = "\n".join(
-        f'<div class="kpi"><div class="kpi-label">{_e(label)}</div>'
-        f'<div class="kpi-value">{_e(value)} <span class="unit">{_e(unit)}</span></div>'
-        f'<div class="kpi-note">{_e(note)}</div></div>'
-        for label, value, unit, note in cards
-    )
-    return f'<section class="kpis" aria-label="headline figures">\n{items}\n</section>'
+    return {
+        "requests": f"{requests:,}",
+        "facility_kwh": f"{facility_kwh:,.1f}",
+        "it_kwh": f"{it_kwh:,.1f}",
+        "pue": _num(facility_kwh / it_kwh if it_kwh else None, 3),
+        "facility_wh": _num(_weighted(data.roi, "facility_wh_per_request"), 3),
+        "gco2e": _num(_weighted(data.roi, "gco2e_per_request"), 3),
+        "slos_healthy": f"{healthy} of {len(services)}" if services else "–",
+        "charge_usd": f"{sum(c.total_usd for c in data.charges):,.0f}",
+    }
 
 
-def _nav(charts: Sequence[Chart]) -> str:
-    links = " ".join(f'<a href="#{sid}">{_e(heading)}</a>' for sid, heading, _ in SECTIONS)
-    return f'<nav>{links}<span class="count">{len(charts)} charts</span></nav>'
-
-
-def _sites_table(data: ReportData) -> str:
+def _sites_table(data: ReportData) -> Table:
     roi = {r.site_id: r for r in data.roi}
     rows = []
     for site in data.sites:
@@ -196,7 +201,6 @@ def _sites_table(data: ReportData) -> str:
             ]
         )
     return _table(
-        "Sites over the period",
         [
             "site",
             "requests",
@@ -209,12 +213,10 @@ def _sites_table(data: ReportData) -> str:
             "p95 ms",
         ],
         rows,
-        note="Energy and carbon per request here include idle energy (fct_roi_site); the "
-        "hourly charts show the services' attributed energy only.",
     )
 
 
-def _slo_table(data: ReportData) -> str:
+def _slo_table(data: ReportData) -> Table:
     def row(s: SloStatus) -> list[str]:
         site = "all sites" if s.site_id == ALL_SITES else s.site_id
         return [
@@ -230,7 +232,6 @@ def _slo_table(data: ReportData) -> str:
         ]
 
     return _table(
-        "SLOs over the period",
         [
             "service",
             "site",
@@ -243,12 +244,10 @@ def _slo_table(data: ReportData) -> str:
             "worst burn",
         ],
         [row(s) for s in data.slo],
-        note="Budget left at the end of the last day, over the SLO period; below 0 % the budget "
-        "is overspent. Worst burn: the highest rate any window reached.",
     )
 
 
-def _charge_table(data: ReportData) -> str:
+def _charge_table(data: ReportData) -> Table:
     teams: dict[str, list[Charge]] = {}
     for c in data.charges:
         teams.setdefault(c.team, []).append(c)
@@ -277,13 +276,7 @@ def _charge_table(data: ReportData) -> str:
     if rows:
         rows.append(row("total", "", data.charges))
     cur = data.currency
-    # shared kWh of every site, wherever the policy put them (own row or the teams' rows)
-    by_site: dict[str, float] = {}
-    for c in data.charges:
-        by_site[c.site_id] = by_site.get(c.site_id, 0.0) + c.shared_facility_energy_kwh
-    per_site = ", ".join(f"{site} {_num(kwh, 2)}" for site, kwh in sorted(by_site.items()))
     return _table(
-        f"Chargeback by team, {_charge_period(data)} ({cur})",
         [
             "team",
             "cost center",
@@ -299,15 +292,18 @@ def _charge_table(data: ReportData) -> str:
         ],
         rows,
         total_row=bool(rows),
-        note="All sites summed; per team x site x month: `microdc export chargeback`. Shared "
-        "kWh: the metered IT load no server reported (network, storage, power distribution) "
-        f"and its overhead, on its own row or in the teams' (shared policy {data.shared_policy}); "
-        f"shared kWh by site: {per_site}. Per site-month the facility kWh equal the facility "
-        "meter's (fct_meter_reconciliation_monthly).",
     )
 
 
-def _roi_table(data: ReportData) -> str:
+def _shared_kwh_by_site(data: ReportData) -> list[str]:
+    """Shared kWh of every site, wherever the policy put them (own row or the teams' rows)."""
+    by_site: dict[str, float] = {}
+    for c in data.charges:
+        by_site[c.site_id] = by_site.get(c.site_id, 0.0) + c.shared_facility_energy_kwh
+    return [f"{site} {_num(kwh, 2)}" for site, kwh in sorted(by_site.items())]
+
+
+def _roi_table(data: ReportData) -> Table:
     def row(r: Roi) -> list[str]:
         return [
             r.site_id,
@@ -328,7 +324,6 @@ def _roi_table(data: ReportData) -> str:
 
     cur = data.currency
     return _table(
-        f"ROI per site ({cur})",
         [
             "site",
             "cloud baseline",
@@ -346,40 +341,21 @@ def _roi_table(data: ReportData) -> str:
             "payback, same cores",
         ],
         [row(r) for r in data.roi],
-        note="Cloud = the CPU time the requests used + egress; same cores = renting the site's "
-        "cores around the clock + egress (like for like). Savings = cloud - operating cost (no "
-        "capex); payback = investment / savings; a short pilot is scaled to a month, so read "
-        "the figures as a rate, not a forecast.",
     )
 
 
-def _table(
-    caption: str,
-    head: list[str],
-    rows: list[list[str]],
-    *,
-    note: str = "",
-    total_row: bool = False,
-) -> str:
-    if not rows:
-        return f'<p class="empty">{_e(caption)}: no rows.</p>'
+def _table(head: list[str], rows: list[list[str]], *, total_row: bool = False) -> Table:
+    """Cells with their classes: a column is numeric if any of its cells (but the first) is."""
     numeric = [j > 0 and any(_is_number(r[j]) for r in rows) for j in range(len(head))]
-    ths = "".join(
-        f'<th class="{"num" if numeric[j] else ""}">{_e(h)}</th>' for j, h in enumerate(head)
-    )
-    trs = []
-    for i, cells in enumerate(rows):
-        tds = "".join(
-            f'<td class="{_cell_class(numeric[j], value)}">{_e(value)}</td>'
-            for j, value in enumerate(cells)
-        )
-        total = ' class="total"' if total_row and i == len(rows) - 1 else ""
-        trs.append(f"<tr{total}>{tds}</tr>")
-    foot = f'<p class="note">{_e(note)}</p>' if note else ""
-    return (
-        f'<div class="table-wrap"><table>\n<caption>{_e(caption)}</caption>\n'
-        f"<thead><tr>{ths}</tr></thead>\n<tbody>\n" + "\n".join(trs) + f"\n</tbody></table>"
-        f"{foot}</div>"
+    return Table(
+        head=[Cell(h, "num" if numeric[j] else "") for j, h in enumerate(head)],
+        rows=[
+            Row(
+                [Cell(value, _cell_class(numeric[j], value)) for j, value in enumerate(cells)],
+                is_total=total_row and i == len(rows) - 1,
+            )
+            for i, cells in enumerate(rows)
+        ],
     )
 
 
@@ -392,11 +368,6 @@ def _cell_class(numeric: bool, value: str) -> str:
     if value.startswith("-") and _is_number(value):
         classes.append("neg")
     return " ".join(classes)
-
-
-def _charge_period(data: ReportData) -> str:
-    plural = "s" if len(data.months) > 1 else ""
-    return f"site-local month{plural} {months_label(data)}"
 
 
 def _weighted(rows: Sequence[Roi], attr: str) -> float | None:
@@ -423,59 +394,3 @@ def _pct(value: float | None, digits: int, target: float | None = None) -> str:
 
 def _budget(value: float | None) -> str:
     return "–" if value is None else f"{value * 100:,.1f} %"
-
-
-def _e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
-
-
-CSS = """
-:root { --ink: #1f2937; --muted: #6b7280; --line: #e5e7eb; --panel: #f8fafc; --accent: #0e7490; }
-* { box-sizing: border-box; }
-body { margin: 0; background: #f1f5f9; color: var(--ink);
-  font: 14px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial,
-  sans-serif; }
-main { max-width: 1280px; margin: 0 auto; padding: 24px 28px 48px; }
-header { background: #fff; border: 1px solid var(--line); border-top: 4px solid var(--accent);
-  border-radius: 8px; padding: 18px 22px; }
-h1 { margin: 0 0 10px; font-size: 24px; font-weight: 650; }
-h2 { margin: 0 0 2px; font-size: 19px; font-weight: 650; }
-dl.meta { display: grid; grid-template-columns: max-content 1fr; gap: 3px 16px; margin: 0; }
-dl.meta dt { color: var(--muted); }
-dl.meta dd { margin: 0; overflow-wrap: anywhere; }
-.kpis { display: grid; grid-template-columns: repeat(auto-fit, minmax(140px, 1fr)); gap: 12px;
-  margin: 16px 0; }
-.kpi { background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: 12px 14px; }
-.kpi-label { color: var(--muted); font-size: 12px; text-transform: uppercase;
-  letter-spacing: .04em; }
-.kpi-value { font-size: 22px; font-weight: 650; font-variant-numeric: tabular-nums;
-  margin: 2px 0; }
-.kpi-value .unit { font-size: 14px; font-weight: 500; color: var(--muted); }
-.kpi-note { color: var(--muted); font-size: 12px; }
-nav { display: flex; flex-wrap: wrap; gap: 6px 18px; align-items: baseline; margin: 0 0 16px;
-  padding: 10px 14px; background: #fff; border: 1px solid var(--line); border-radius: 8px; }
-nav a { color: var(--accent); text-decoration: none; font-weight: 550; }
-nav a:hover { text-decoration: underline; }
-nav .count { margin-left: auto; color: var(--muted); font-size: 12px; }
-section:not(.kpis) { background: #fff; border: 1px solid var(--line); border-radius: 8px;
-  padding: 18px 22px; margin: 0 0 16px; }
-p.intro { margin: 0 0 12px; color: var(--muted); }
-figure.chart { margin: 0 0 18px; }
-.plot { width: 100%; }
-figcaption, p.note { color: var(--muted); font-size: 12px; margin: 4px 0 0; }
-p.empty { color: var(--muted); font-style: italic; }
-.table-wrap { overflow-x: auto; margin: 8px 0 4px; }
-table { border-collapse: collapse; width: 100%; font-size: 13px;
-  font-variant-numeric: tabular-nums; }
-caption { text-align: left; font-weight: 600; padding: 0 0 6px; }
-th { text-align: left; font-weight: 600; color: var(--muted); border-bottom: 2px solid var(--line);
-  padding: 6px 8px; vertical-align: bottom; }
-th.num { text-align: right; }
-td { padding: 5px 8px; border-bottom: 1px solid var(--line); white-space: nowrap; }
-td.num { text-align: right; }
-td.neg { color: #b91c1c; }
-tbody tr:nth-child(even) { background: var(--panel); }
-tr.total td { font-weight: 650; border-top: 2px solid var(--line); }
-footer { color: var(--muted); font-size: 12px; text-align: center; }
-@media print { body { background: #fff; } section, figure.chart { break-inside: avoid; } }
-"""

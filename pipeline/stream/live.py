@@ -42,11 +42,12 @@ from datetime import UTC, datetime
 
 import msgspec
 
-from pipeline.contracts.outputs import SiteMinute, SloBurn
+from pipeline.contracts.outputs import AlertEvent, SiteMinute, SloBurn
+from pipeline.contracts.records import epoch_ms
 from pipeline.fleet.model import Fleet
-from pipeline.metrics.energy import IDLE_SERVICE, MINUTE_MS, epoch_ms
+from pipeline.metrics.energy import IDLE_SERVICE, MINUTE_MS
 from pipeline.metrics.sketch import DEFAULT_ALPHA, DEFAULT_MAX_BUCKETS, LatencySketch, SketchWire
-from pipeline.metrics.slo import ALL_SITES, SLIS, AlertEvent
+from pipeline.metrics.slo import ALL_SITES, SLIS
 
 WINDOW_MINUTES = 15
 #: How far (event minutes) stage 1's node minutes may run ahead of the last closed site minute:

@@ -37,18 +37,15 @@ import msgspec
 
 from pipeline.contracts.codec import encode
 from pipeline.contracts.outputs import LateEvent, NodeMinute, PartitionMark
-from pipeline.contracts.records import NodeSample, RequestLog
+from pipeline.contracts.records import EPOCH, ONE_MS, NodeSample, RequestLog, epoch_ms
 from pipeline.fleet.model import Fleet, Node
 from pipeline.metrics.carbon import embodied_g_per_minute
 from pipeline.metrics.energy import (
-    EPOCH,
     IDLE_SERVICE,
     MINUTE_MS,
-    ONE_MS,
     UWH_PER_WH,
     ServiceBusy,
     attribute,
-    epoch_ms,
     minute_of,
     split_sample,
 )

@@ -28,23 +28,24 @@ from datetime import UTC, datetime
 
 import msgspec
 
-from pipeline.contracts.outputs import EnergyMinute, NodeMinute, PartitionMark, SiteMinute, SloBurn
+from pipeline.contracts.outputs import (
+    AlertEvent,
+    EnergyMinute,
+    NodeMinute,
+    PartitionMark,
+    SiteMinute,
+    SloBurn,
+)
 from pipeline.contracts.partitioning import partition_for
-from pipeline.contracts.records import FacilitySample, GridIntensity
+from pipeline.contracts.records import FacilitySample, GridIntensity, epoch_ms
 from pipeline.fleet.model import Fleet, Site
 from pipeline.metrics import carbon
+from pipeline.metrics.budget import EnergyBudgetTracker
 from pipeline.metrics.carbon import embodied_g_per_minute
-from pipeline.metrics.energy import IDLE_SERVICE, MINUTE_MS, UWH_PER_WH, epoch_ms, split_sample
+from pipeline.metrics.energy import IDLE_SERVICE, MINUTE_MS, UWH_PER_WH, split_sample
 from pipeline.metrics.sketch import LatencySketch, SketchWire
-from pipeline.metrics.slo import (
-    ALL_SITES,
-    AlertEvent,
-    BurnWindows,
-    EnergyBudgetTracker,
-    MinuteCounts,
-    SloTracker,
-    ThermalTracker,
-)
+from pipeline.metrics.slo import ALL_SITES, BurnWindows, MinuteCounts, SloTracker
+from pipeline.metrics.thermal import ThermalTracker
 from pipeline.stream.clock import Clock, already_applied
 from pipeline.stream.errors import ImplausibleValueError, UnknownReferenceError
 from pipeline.stream.node_stage import (

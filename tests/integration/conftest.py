@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.contracts.topics import TopicSpec
-from tests.integration.worker_procs import WorkerPool
+from tests.support.worker_procs import WorkerPool
 
 
 @pytest.fixture

@@ -22,12 +22,11 @@ import pyarrow.parquet as pq
 
 from pipeline.contracts.codec import decoder
 from pipeline.contracts.records import RequestLog
+from pipeline.embedded.driver import from_envelopes, run_embedded
 from pipeline.fleet import load_fleet
-from pipeline.runner import from_envelopes, run_embedded
 from pipeline.simulate import Envelope, SimConfig, Simulator
 from pipeline.simulate.hostile import KINDS, expected_of, mix_hostile
 from pipeline.simulate.sinks import KafkaSink
-from tests.integration.live_feed import LiveFeed
 from tests.integration.test_worker import (
     COMPARED,
     MINUTES,
@@ -36,7 +35,8 @@ from tests.integration.test_worker import (
     kafka_order,
     wait_for_outputs,
 )
-from tests.integration.worker_procs import Lander, WorkerPool, wait_for
+from tests.support.live_feed import LiveFeed
+from tests.support.worker_procs import Lander, WorkerPool, wait_for
 
 START = datetime(2026, 3, 2, 14, 30, tzinfo=UTC)
 #: The cases that crashed or poisoned a worker before issue 11 (its table), a few per minute.

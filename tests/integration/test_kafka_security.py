@@ -31,7 +31,7 @@ from pipeline.kafka_admin import ensure_topics_sync
 from pipeline.kafka_security import KafkaSecurity, client_kwargs
 from pipeline.localkafka import LocalKafka, free_ports
 from pipeline.simulate import SimConfig, simulate_to_kafka
-from tests.integration.worker_procs import _die_with_parent, wait_for
+from tests.support.worker_procs import _die_with_parent, wait_for
 
 USER = "alice"
 PASSWORD = f"pw-{uuid4().hex}"

@@ -26,9 +26,9 @@ from pipeline.kafka_admin import ensure_topics_sync
 from pipeline.lake import BY_NAME, Lake
 from pipeline.localkafka import LocalKafka
 from pipeline.simulate import FaultConfig, SimConfig, Simulator
-from tests.integration.kafka_read import read_topics
-from tests.integration.live_feed import LiveFeed
-from tests.integration.worker_procs import Lander, wait_for
+from tests.support.kafka_read import read_topics
+from tests.support.live_feed import LiveFeed
+from tests.support.worker_procs import Lander, wait_for
 
 START = datetime(2026, 3, 2, 23, 30, tzinfo=UTC)  # crosses midnight: two date partitions
 BRONZE = [d for d in BY_NAME.values() if d.layer == "bronze"]

@@ -23,14 +23,14 @@ import msgspec
 import pytest
 
 from pipeline.contracts.outputs import NodeMinute
+from pipeline.contracts.records import epoch_ms
+from pipeline.embedded.driver import from_envelopes, run_embedded
 from pipeline.fleet import load_fleet
-from pipeline.metrics.energy import epoch_ms
-from pipeline.runner import from_envelopes, run_embedded
 from pipeline.simulate import SimConfig, Simulator
 from pipeline.stream.live import LiveState, NodeMinuteItem
-from tests.browser import open_page
-from tests.integration.live_feed import LiveFeed
-from tests.integration.worker_procs import Worker, WorkerPool, wait_for
+from tests.support.browser import open_page
+from tests.support.live_feed import LiveFeed
+from tests.support.worker_procs import Worker, WorkerPool, wait_for
 
 pytestmark = pytest.mark.browser
 

@@ -189,3 +189,21 @@ def test_detached_up_status_down(tmp_path: Path) -> None:
     assert stopped
     assert status(state) is None
     assert down(state) is False
+
+
+@local_only
+def test_detached_up_and_down_from_a_relative_state_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `microdc kafka up` passes the default `.kafka-local` as is: the JVM must get absolute paths.
+    monkeypatch.chdir(tmp_path)
+    state = Path(".kafka-local")
+    try:
+        bootstrap = up(state)
+        assert status(state) == bootstrap
+        assert asyncio.run(_describe(bootstrap))
+        assert (tmp_path / ".kafka-local" / "broker" / "data" / "meta.properties").is_file()
+    finally:
+        stopped = down(state)
+    assert stopped
+    assert status(state) is None

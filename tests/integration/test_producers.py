@@ -24,19 +24,19 @@ from typing import Any
 
 from pipeline.contracts.partitioning import partition_for
 from pipeline.contracts.topics import INPUT_TOPICS, NODE_TELEMETRY
+from pipeline.embedded.driver import from_envelopes, run_embedded
 from pipeline.fleet import load_fleet
 from pipeline.localkafka import jars_dir
-from pipeline.runner import from_envelopes, run_embedded
 from pipeline.simulate import Envelope, SimConfig, Simulator
 from pipeline.simulate.sinks import KafkaSink
-from tests.integration.live_feed import LiveFeed
 from tests.integration.test_worker import (
     MINUTES,
     assert_same,
     expected_outputs,
     wait_for_outputs,
 )
-from tests.integration.worker_procs import WorkerPool, wait_for
+from tests.support.live_feed import LiveFeed
+from tests.support.worker_procs import WorkerPool, wait_for
 
 START = datetime(2026, 3, 2, 14, 30, tzinfo=UTC)
 REQUESTS = "mdc.request-log"

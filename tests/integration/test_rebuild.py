@@ -13,9 +13,9 @@ import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+from pipeline.embedded.driver import run_embedded
 from pipeline.fleet import load_fleet
 from pipeline.lake.rebuild import REBUILT
-from pipeline.runner import run_embedded
 from pipeline.simulate import FaultConfig, SimConfig
 from tests.integration.test_worker import (
     assert_same,
@@ -24,7 +24,7 @@ from tests.integration.test_worker import (
     simulate,
     wait_for_outputs,
 )
-from tests.integration.worker_procs import Lander, WorkerPool
+from tests.support.worker_procs import Lander, WorkerPool
 from tests.unit.lake.test_rebuild import contents, expected, lineage_topics, silver
 
 START = datetime(2026, 3, 2, 23, 20, tzinfo=UTC)  # 40 minutes on D1, 10 on D2

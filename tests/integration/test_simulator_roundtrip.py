@@ -11,7 +11,7 @@ from pipeline.contracts import INPUT_TOPICS, TopicSpec, decode
 from pipeline.errors import ContractError
 from pipeline.fleet import load_fleet
 from pipeline.simulate import FaultConfig, SimConfig, Simulator, partition_for, simulate_to_kafka
-from tests.integration.kafka_read import read_topics
+from tests.support.kafka_read import read_topics
 
 START = datetime(2026, 3, 2, 14, tzinfo=UTC)
 

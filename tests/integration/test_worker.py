@@ -2,7 +2,7 @@
 
 The simulator writes to fresh topics, workers (child processes) consume them, and every output
 topic is read back, de-duplicated by natural key and compared field by field with
-`pipeline.runner.run_embedded` over the same records.
+`pipeline.embedded.driver.run_embedded` over the same records.
 
 The embedded run ends with `close()`, flushing every open minute; a worker cannot know the input
 ended, so it closes only the minutes the watermarks pass. The comparison therefore requires every
@@ -24,14 +24,14 @@ import msgspec
 
 from pipeline.contracts.partitioning import partition_for
 from pipeline.contracts.topics import INPUT_TOPICS, OUTPUT_TOPICS
+from pipeline.embedded.driver import Message, RunResult, from_envelopes, run_embedded
 from pipeline.fleet import load_fleet
 from pipeline.fleet.model import Fleet
-from pipeline.runner import Message, RunResult, from_envelopes, run_embedded
 from pipeline.simulate import Envelope, FaultConfig, SimConfig, Simulator
 from pipeline.simulate.sinks import KafkaSink
-from tests.integration.kafka_read import read_topics
-from tests.integration.live_feed import LiveFeed
-from tests.integration.worker_procs import WorkerPool, wait_for
+from tests.support.kafka_read import read_topics
+from tests.support.live_feed import LiveFeed
+from tests.support.worker_procs import WorkerPool, wait_for
 
 START = datetime(2026, 3, 2, 14, 30, tzinfo=UTC)
 MINUTES = 40

@@ -15,7 +15,7 @@ import pytest
 from pipeline.config import Settings, use_config_file
 from pipeline.errors import ConfigError
 from pipeline.localkafka import free_ports
-from tests.unit.cli_run import one_error_line, run
+from tests.support.cli_run import one_error_line, run
 
 
 @pytest.fixture(autouse=True)
@@ -148,6 +148,7 @@ def test_lake_flag_beats_variable_beats_file_beats_default(
     assert lake_used("--lake", str(tmp_path / "from-flag")) == str(tmp_path / "from-flag")
 
 
+@pytest.mark.slow  # starts a program or opens a socket: not a unit test
 def test_bootstrap_flag_beats_variable_beats_file(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -31,7 +31,6 @@ import yaml
 from pipeline.cli import DEBUG_ENV, parse_duration, parse_start
 from pipeline.cli import app as cli_app
 from pipeline.config import CONFIG_ENV, Settings
-from pipeline.lake.arrow_schema import SCHEMAS_ENV
 from pipeline.lake.privacy import IP_SECRET_ENV
 from pipeline.localkafka import CACHE_ENV, KAFKA_VERSION
 from pipeline.processors.app import STORES, WorkerConfig, create_app
@@ -354,8 +353,8 @@ def option_env_names() -> set[str]:
 
 def known_env_names() -> set[str]:
     # Besides Settings and option env vars, the names the code reads itself: the config file,
-    # tracebacks, where schemas/ is, the download cache, the lake's IP secret.
-    itself = {CONFIG_ENV, DEBUG_ENV, SCHEMAS_ENV, CACHE_ENV, IP_SECRET_ENV}
+    # tracebacks, the download cache, the lake's IP secret.
+    itself = {CONFIG_ENV, DEBUG_ENV, CACHE_ENV, IP_SECRET_ENV}
     return set(settings_env_names()) | option_env_names() | itself
 
 
@@ -554,12 +553,13 @@ def test_dockerfile_is_multi_stage_non_root_and_installs_nothing_at_the_end() ->
     assert dockerfile_entrypoint() == ["microdc"]
 
 
-def test_image_ships_the_contracts_where_the_code_looks_for_them() -> None:
+def test_image_gets_the_contracts_and_models_from_the_installed_package() -> None:
+    """schemas/ and sql/ are package data (pipeline.resources): nothing is copied beside it."""
     env = dockerfile_env()
-    copied = {src[0]: dest for src, dest, flags in dockerfile_copies() if "from" not in flags}
-    assert env[SCHEMAS_ENV] == copied["schemas"], "MICRODC_SCHEMAS_DIR must be the copied schemas/"
-    # pipeline.models.build.sql_dir(): sql/ next to schemas/.
-    assert PurePosixPath(copied["sql"]) == PurePosixPath(env[SCHEMAS_ENV]).parent / "sql"
+    copied = {src[0] for src, _dest, flags in dockerfile_copies() if "from" not in flags}
+    assert not copied & {"schemas", "sql"}, "schemas/ and sql/ ship inside the wheel"
+    assert not any(name.endswith("SCHEMAS_DIR") for name in env), env
+    assert (ROOT / "pipeline" / "schemas").is_dir() and (ROOT / "pipeline" / "sql").is_dir()
     assert "/opt/venv/bin" in env["PATH"].split(":")
 
 
@@ -667,6 +667,7 @@ def _run_probe(test: list[str], port: int) -> int:
 
 
 @pytest.mark.parametrize("source", ["Dockerfile", *worker_names_unparsed()])
+@pytest.mark.slow  # starts a program or opens a socket: not a unit test
 def test_health_probe_is_healthy_only_when_the_worker_is_ready(
     source: str, health_server: http.server.HTTPServer
 ) -> None:

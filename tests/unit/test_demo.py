@@ -7,7 +7,7 @@ import csv
 import duckdb
 import pytest
 
-from pipeline.demo import DemoOptions, DemoResult, demo_fleet, run_demo
+from pipeline.embedded.demo import DemoOptions, DemoResult, demo_fleet, run_demo
 from pipeline.errors import ConfigError
 from pipeline.fleet import load_fleet
 
@@ -29,7 +29,7 @@ def test_cli_defaults_are_the_demo_defaults() -> None:
     import typer
 
     from pipeline.cli import app
-    from pipeline.demo import DEFAULT_DAYS, DEFAULT_NODES_PER_SITE, DEFAULT_RPS_SCALE
+    from pipeline.embedded.demo import DEFAULT_DAYS, DEFAULT_NODES_PER_SITE, DEFAULT_RPS_SCALE
 
     command = typer.main.get_command(app).commands["demo"]  # type: ignore[attr-defined]
     defaults = {p.name: p.default for p in command.params}

@@ -9,9 +9,10 @@ import sys
 from pathlib import Path
 
 import duckdb
+import pytest
 
-from pipeline.demo import DEMO_START, demo_fleet
-from pipeline.embedded import simulate_and_land
+from pipeline.embedded.demo import DEMO_START, demo_fleet
+from pipeline.embedded.landing import simulate_and_land
 from pipeline.fleet import load_fleet
 from pipeline.lake import Lake
 from pipeline.simulate import SimConfig
@@ -46,8 +47,8 @@ def test_landing_in_a_second_process_lands_the_same_rows(tmp_path: Path) -> None
 FAILING_LAKE = """
 import sys
 from pathlib import Path
-from pipeline.demo import DEMO_START, demo_fleet
-from pipeline.embedded import simulate_and_land
+from pipeline.embedded.demo import DEMO_START, demo_fleet
+from pipeline.embedded.landing import simulate_and_land
 from pipeline.errors import PipelineError
 from pipeline.fleet import load_fleet
 from pipeline.lake import Lake
@@ -66,6 +67,7 @@ if __name__ == "__main__":
 """
 
 
+@pytest.mark.slow  # starts a program or opens a socket: not a unit test
 def test_a_landing_process_that_fails_is_one_error_and_no_hang(tmp_path: Path) -> None:
     # In a child interpreter: a queue the dead lander never read must not block its exit.
     script = tmp_path / "failing_lake.py"

@@ -20,8 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline.contracts.topics import INPUT_TOPICS
+from pipeline.embedded.driver import EmbeddedPipeline, RunResult, from_envelopes, run_embedded
 from pipeline.fleet import Fleet, load_fleet
-from pipeline.runner import EmbeddedPipeline, RunResult, from_envelopes, run_embedded
 from pipeline.simulate import Envelope, SimConfig, Simulator
 from pipeline.simulate.hostile import KIND_BY_NAME, KINDS, expected_of, mix_hostile
 from pipeline.stream.node_stage import NodeStage

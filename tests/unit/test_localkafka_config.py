@@ -21,7 +21,7 @@ from pipeline.localkafka import (
     server_properties,
     status,
 )
-from pipeline.localkafka.__main__ import main
+from tests.support.cli_run import one_error_line, run
 
 
 def _props(text: str) -> dict[str, str]:
@@ -69,6 +69,7 @@ def test_server_properties_single_node_settings(tmp_path: Path) -> None:
     assert props["auto.create.topics.enable"] == "false"
 
 
+@pytest.mark.slow  # starts a program or opens a socket: not a unit test
 def test_free_ports_are_distinct_and_bindable_on_loopback() -> None:
     ports = free_ports(3)
     assert len(set(ports)) == 3
@@ -124,5 +125,7 @@ def test_status_and_cli_without_a_broker(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert status(tmp_path / "nothing") is None
-    assert main(["status", "--state-dir", str(tmp_path / "nothing")]) == 1
-    assert "not running" in capsys.readouterr().err
+    code, out, err = run(["kafka", "status", "--state-dir", str(tmp_path / "nothing")], capsys)
+    assert code == 1
+    assert out == ""
+    assert "no local broker is running" in one_error_line(err)

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from pipeline.embedded.driver import RunResult, from_envelopes, run_embedded
 from pipeline.fleet import Fleet, load_fleet
 from pipeline.metrics.energy import IDLE_SERVICE
-from pipeline.runner import RunResult, from_envelopes, run_embedded
 from pipeline.simulate import Envelope, FaultConfig, SimConfig, Simulator
 
 START = datetime(2026, 3, 2, 13, tzinfo=UTC)

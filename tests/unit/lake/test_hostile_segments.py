@@ -394,7 +394,7 @@ def test_the_embedded_lander_rolls_hourly_despite_a_row_dated_2100(tmp_path: Pat
     """Three hours of requests with one dated 2100 at the start land in the same hourly
     segments as without it (plus that row)."""
     from pipeline.contracts.topics import REQUEST_LOG
-    from pipeline.lake.embedded import EmbeddedLander
+    from pipeline.embedded.landing import EmbeddedLander
 
     def run(lake_dir: Path, hostile: bool) -> list[tuple[int, int]]:
         lander = EmbeddedLander(Lake(lake_dir), now_ms=lambda: _ms(T0))

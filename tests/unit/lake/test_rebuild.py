@@ -19,8 +19,9 @@ import pytest
 from typer.testing import CliRunner
 
 from pipeline.cli import app
-from pipeline.demo import demo_fleet
-from pipeline.embedded import simulate_and_land
+from pipeline.embedded.demo import demo_fleet
+from pipeline.embedded.driver import RunResult, run_embedded
+from pipeline.embedded.landing import simulate_and_land
 from pipeline.errors import ConfigError, PipelineError
 from pipeline.fleet import load_fleet
 from pipeline.fleet.model import Fleet
@@ -34,9 +35,8 @@ from pipeline.lake.rebuild import (
     rebuild,
     required_warmup_days,
 )
-from pipeline.runner import RunResult, run_embedded
 from pipeline.simulate import FaultConfig, SimConfig, Simulator
-from tests.unit.cli_run import one_error_line, run
+from tests.support.cli_run import one_error_line, run
 
 #: 22:00 on the first day to 02:00 on the second: two dates, the second the newest ("live").
 CONFIG = SimConfig(

@@ -9,11 +9,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pipeline.contracts.records import epoch_ms
 from pipeline.metrics.energy import (
     IDLE_SERVICE,
     ServiceBusy,
     attribute,
-    epoch_ms,
     minute_of,
     split_idle,
     split_sample,

@@ -11,13 +11,13 @@ import pytest
 
 from pipeline.contracts.outputs import EnergyMinute, SiteMinute, SloBurn
 from pipeline.contracts.topics import ENERGY_MINUTES, REQUEST_LOG, SITE_MINUTES, SLO_BURN
+from pipeline.embedded.landing import EmbeddedLander
 from pipeline.errors import PipelineError
 from pipeline.fleet import load_fleet
 from pipeline.lake import Lake
-from pipeline.lake.embedded import EmbeddedLander
 from pipeline.models.build import build, load_models
-from tests.unit.models import factories
-from tests.unit.models.factories import energy_minute
+from tests.support import factories
+from tests.support.factories import energy_minute
 
 T = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 

@@ -15,13 +15,13 @@ import pytest
 
 from pipeline.contracts.outputs import EnergyMinute, SiteMinute
 from pipeline.contracts.topics import ENERGY_MINUTES, SITE_MINUTES
+from pipeline.embedded.landing import EmbeddedLander
 from pipeline.fleet import load_fleet
 from pipeline.fleet.model import Fleet, Opex, TariffPeriod
 from pipeline.lake import Lake
-from pipeline.lake.embedded import EmbeddedLander
 from pipeline.models.build import build
-from tests.unit.models import factories
-from tests.unit.models.factories import energy_minute
+from tests.support import factories
+from tests.support.factories import energy_minute
 
 replace = msgspec.structs.replace
 

@@ -72,9 +72,9 @@ import msgspec
 import pytest
 
 from pipeline.contracts.topics import ENERGY_MINUTES, SITE_MINUTES
+from pipeline.embedded.landing import EmbeddedLander
 from pipeline.errors import ConfigError
 from pipeline.lake import Lake
-from pipeline.lake.embedded import EmbeddedLander
 from pipeline.models.build import build
 from pipeline.models.export import (
     CHARGEBACK_COLUMNS,
@@ -85,7 +85,7 @@ from pipeline.models.export import (
     export_chargeback,
     export_roi,
 )
-from tests.unit.models import factories
+from tests.support import factories
 from tests.unit.models.test_chargeback import (
     IDLE,
     M1,
@@ -613,6 +613,7 @@ def run_validator(
     return statuses
 
 
+@pytest.mark.slow  # starts a program or opens a socket: not a unit test
 def test_focus_validator_on_the_focus_12_file(focus_csv: Path, tmp_path: Path) -> None:
     statuses = run_validator(focus_csv, tmp_path)
     assert len(statuses) == 133  # its whole 1.0 rule set ran
@@ -639,6 +640,7 @@ def test_focus_validator_on_the_focus_12_file(focus_csv: Path, tmp_path: Path) -
         assert statuses[rule] == "passed", rule
 
 
+@pytest.mark.slow  # starts a program or opens a socket: not a unit test
 def test_focus_validator_on_the_shared_infrastructure_rows(
     shared_lake: Lake, tmp_path: Path
 ) -> None:
@@ -654,6 +656,7 @@ def test_focus_validator_on_the_shared_infrastructure_rows(
     )
 
 
+@pytest.mark.slow  # starts a program or opens a socket: not a unit test
 def test_focus_validator_on_a_validator_compatible_copy(focus_csv: Path, tmp_path: Path) -> None:
     # rename the three columns FOCUS 1.0 renamed back to the names the validator knows, and tell
     # it (its own --override-file) to skip the rules listed in the module docstring
@@ -681,6 +684,7 @@ def test_export_rejects_an_unknown_format(warehouse: Path, tmp_path: Path) -> No
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.slow  # starts a program or opens a socket: not a unit test
 def test_focus_validator_sees_broken_values(focus_csv: Path, tmp_path: Path) -> None:
     # a negative control: the rules above pass because the values are right, not vacuously
     rows = read_csv(focus_csv)

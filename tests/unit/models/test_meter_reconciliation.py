@@ -42,12 +42,12 @@ import msgspec
 import pytest
 
 from pipeline.contracts.topics import ENERGY_MINUTES, SITE_MINUTES
+from pipeline.embedded.landing import EmbeddedLander
 from pipeline.fleet import load_fleet
 from pipeline.lake import Lake
-from pipeline.lake.embedded import EmbeddedLander
 from pipeline.models.build import build
 from pipeline.quality import run_checks
-from tests.unit.models.factories import energy_minute, site_minute
+from tests.support.factories import energy_minute, site_minute
 
 A = datetime(2026, 3, 10, 23, 0, tzinfo=UTC)
 B = datetime(2026, 3, 10, 23, 1, tzinfo=UTC)

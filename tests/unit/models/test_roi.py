@@ -10,11 +10,11 @@ import msgspec
 import pytest
 
 from pipeline.contracts.topics import ENERGY_MINUTES, REQUEST_LOG
+from pipeline.embedded.landing import EmbeddedLander
 from pipeline.fleet import load_fleet
 from pipeline.lake import Lake
-from pipeline.lake.embedded import EmbeddedLander
 from pipeline.models.build import build
-from tests.unit.models.factories import energy_minute, request_log
+from tests.support.factories import energy_minute, request_log
 
 replace = msgspec.structs.replace
 T = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)  # 10:00 in Bogotá, March (44,640 minutes)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import duckdb
 import pytest
 
-from pipeline.embedded import simulate_and_land
+from pipeline.embedded.landing import simulate_and_land
 from pipeline.fleet import load_fleet
 from pipeline.lake import Lake
 from pipeline.models.build import build

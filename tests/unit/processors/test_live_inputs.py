@@ -253,6 +253,7 @@ def live_app(describe: Any, metrics: WorkerMetrics) -> Any:
     return app
 
 
+@pytest.mark.slow  # starts a program or opens a socket: not a unit test
 def test_live_json_carries_the_view_and_this_workers_inputs() -> None:
     metrics = busy_metrics()
     calls: list[int] = []
@@ -287,6 +288,7 @@ def test_live_json_carries_the_view_and_this_workers_inputs() -> None:
     assert {p["partition"] for p in again["inputs"]["partitions"]} == {0}
 
 
+@pytest.mark.slow  # starts a program or opens a socket: not a unit test
 def test_the_workers_app_serves_its_own_stages_and_counters(tmp_path: Path) -> None:
     """`create_app`'s wiring: `/live.json` reads the describe() of `/health` and the counters
     of `/metrics` (the app is never started: no broker)."""
@@ -382,7 +384,7 @@ def serving(app: Any) -> Iterator[str]:
 
 @pytest.mark.browser
 def test_the_page_draws_the_inputs_flags_them_and_escapes_hostile_ids() -> None:
-    from tests.browser import open_page
+    from tests.support.browser import open_page
 
     metrics = busy_metrics()
     metrics.late_by_reason.labels(HOSTILE_TOPIC, HOSTILE_REASON).inc(1)

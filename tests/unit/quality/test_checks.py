@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.quality import QualityResult, run_checks
-from tests.unit.models.factories import simulated_warehouse
+from tests.support.factories import simulated_warehouse
 
 
 @pytest.fixture(scope="module")

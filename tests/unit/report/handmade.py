@@ -23,11 +23,11 @@ from typing import Any
 
 from pipeline.contracts.outputs import EnergyMinute, SloBurn
 from pipeline.contracts.topics import ENERGY_MINUTES, REQUEST_LOG, SITE_MINUTES, SLO_BURN
+from pipeline.embedded.landing import EmbeddedLander
 from pipeline.fleet import load_fleet
 from pipeline.lake import Lake
-from pipeline.lake.embedded import EmbeddedLander
 from pipeline.models.build import build
-from tests.unit.models.factories import energy_minute, request_log, site_minute, slo_burn
+from tests.support.factories import energy_minute, request_log, site_minute, slo_burn
 
 T = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 TEAMS = {"checkout-api": "payments", "auth": "identity", "__idle__": "__idle__"}

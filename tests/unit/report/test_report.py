@@ -299,6 +299,7 @@ def test_the_cli_writes_the_report_and_says_where(warehouse: Path, tmp_path: Pat
     assert "<title>Pilot</title>" in out.read_text(encoding="utf-8")
 
 
+@pytest.mark.slow  # starts a program or opens a socket: not a unit test
 def test_the_cli_reports_a_bad_warehouse_in_one_line(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "pipeline", "report", "--db", str(tmp_path / "none.duckdb"),

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from pipeline.report import build_report
-from tests.browser import open_page
-from tests.unit.models.factories import simulated_warehouse
+from tests.support.browser import open_page
+from tests.support.factories import simulated_warehouse
 
 pytestmark = pytest.mark.browser
 

@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 
 from pipeline.contracts.outputs import EnergyMinute, NodeMinute, PartitionMark
 from pipeline.contracts.topics import NODE_TELEMETRY, REQUEST_LOG
+from pipeline.embedded.driver import EmbeddedPipeline, Message, from_envelopes, run_embedded
 from pipeline.fleet import load_fleet
 from pipeline.metrics.carbon import embodied_g_per_minute
-from pipeline.runner import EmbeddedPipeline, Message, from_envelopes, run_embedded
 from pipeline.simulate import SimConfig, Simulator
 from pipeline.stream.node_stage import NodeStage, merge_node_minutes
 from pipeline.stream.site_stage import SiteStage

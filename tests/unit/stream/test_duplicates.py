@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 from pipeline.contracts import NodeSample, RequestLog
 from pipeline.contracts.codec import decoder
 from pipeline.contracts.outputs import LateEvent
+from pipeline.embedded.driver import from_envelopes, run_embedded
 from pipeline.fleet import load_fleet
-from pipeline.runner import from_envelopes, run_embedded
 from pipeline.simulate import FaultConfig, SimConfig, Simulator
 from pipeline.stream.node_stage import NodeStage
 from tests.unit.stream.test_node_stage import (

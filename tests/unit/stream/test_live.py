@@ -8,13 +8,12 @@ from typing import Any
 import msgspec
 import pytest
 
-from pipeline.contracts.outputs import NodeMinute, PartitionMark, SloBurn
+from pipeline.contracts.outputs import AlertEvent, NodeMinute, PartitionMark, SloBurn
 from pipeline.fleet import load_fleet
 from pipeline.metrics.sketch import LatencySketch
-from pipeline.metrics.slo import AlertEvent
 from pipeline.stream import live
 from pipeline.stream.live import LiveState, LiveView, NodeLatency, NodeMark, NodeMinuteItem
-from tests.unit.models.factories import site_minute
+from tests.support.factories import site_minute
 
 FLEET = load_fleet()
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)

@@ -8,10 +8,16 @@ import msgspec
 import pytest
 
 from pipeline.contracts import FacilitySample, GridIntensity
-from pipeline.contracts.outputs import EnergyMinute, NodeMinute, PartitionMark, SiteMinute, SloBurn
+from pipeline.contracts.outputs import (
+    AlertEvent,
+    EnergyMinute,
+    NodeMinute,
+    PartitionMark,
+    SiteMinute,
+    SloBurn,
+)
 from pipeline.fleet import load_fleet
 from pipeline.metrics.carbon import embodied_g_per_minute
-from pipeline.metrics.slo import AlertEvent
 from pipeline.stream.site_stage import SiteStage
 
 T12 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)

@@ -116,7 +116,7 @@ def request_log(
 def simulated_warehouse(root: Path, minutes: int, *, rps_scale: float = 0.01) -> Path:
     """The demo fleet simulated from 2026-03-02 00:00 UTC, landed in `root/lake` and built into
     `root/warehouse.duckdb` (the embedded path of `microdc demo`)."""
-    from pipeline.embedded import simulate_and_land
+    from pipeline.embedded.landing import simulate_and_land
     from pipeline.fleet import load_fleet
     from pipeline.lake import Lake
     from pipeline.models.build import build

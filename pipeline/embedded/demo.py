@@ -45,7 +45,8 @@ DEFAULT_RPS_SCALE = 0.005
 class DemoOptions:
     """What to run. `days` may be fractional (0.25 = six hours)."""
 
-    out: Path = Path("out/demo")
+    #: The same base folder every command defaults to: out/lake, out/warehouse.duckdb, ...
+    out: Path = Path("out")
     days: float = DEFAULT_DAYS
     seed: int = 7
     fleet: Path | None = None
@@ -141,15 +142,15 @@ def run_demo(options: DemoOptions, *, step: Step | None = None) -> DemoResult:
 
     options.check()
     begin = step or (lambda _label, _total: lambda _n: None)
-    out = options.out
-    result = DemoResult(out.resolve())
+    out = options.out.resolve()  # absolute: the quality checks run in a second process
+    result = DemoResult(out)
     fleet = demo_fleet(load_fleet(options.fleet), options.nodes_per_site)
     config = SimConfig(
         start=DEMO_START, minutes=options.minutes, seed=options.seed, rps_scale=options.rps_scale
     )
+    _claim(out)
     for stale in ("lake", "exports"):
         shutil.rmtree(out / stale, ignore_errors=True)
-    out.mkdir(parents=True, exist_ok=True)
 
     with contextlib.ExitStack() as stack:
         # The quality checks run in a second process; it imports Great Expectations (~6 s)
@@ -184,16 +185,37 @@ def run_demo(options: DemoOptions, *, step: Step | None = None) -> DemoResult:
     return result
 
 
+#: Written into the demo's folder: what it may replace on the next run.
+DEMO_MARK = ".microdc-demo"
+
+
+def _claim(out: Path) -> None:
+    """Make `out` the demo's, refusing a lake the demo did not write (say, one `microdc land`
+    filled under the same default `out/lake`): the demo replaces its lake on every run."""
+    mark = out / DEMO_MARK
+    if (out / "lake").exists() and not mark.exists():
+        raise ConfigError(
+            f"{out / 'lake'} holds a lake `microdc demo` did not write (no {mark}); the demo "
+            "replaces its lake: pass --out to another folder, or remove that one"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    mark.write_text(
+        "written by `microdc demo`: its next run replaces lake/, warehouse.duckdb, exports/,\n"
+        "report.html and quality-docs/ here\n",
+        encoding="utf-8",
+    )
+
+
 def _simulate_land_build(
     options: DemoOptions, fleet: Fleet, config: Any, result: DemoResult, begin: Step
 ) -> None:
     """Simulate → stream core → lake (landing in a second process), then the models."""
-    from pipeline.embedded import simulate_and_land
+    from pipeline.embedded.landing import simulate_and_land
     from pipeline.lake import IpPolicy, Lake
     from pipeline.models.build import build
 
     started = time.perf_counter()
-    lake = Lake(options.out / "lake")
+    lake = Lake(result.out / "lake")
     ip_policy = IpPolicy(options.ip_secret.encode() if options.ip_secret else None)
     advance = begin("simulate → stream core → lake", config.minutes)
     run = simulate_and_land(
@@ -204,7 +226,7 @@ def _simulate_land_build(
     result.paths["Parquet lake"] = Path(lake.root)
 
     started = time.perf_counter()
-    db = options.out / "warehouse.duckdb"
+    db = result.out / "warehouse.duckdb"
     models_advance = begin("DuckDB models", None)
     built = build(lake, fleet, db, progress=lambda _m, _i, _n: models_advance(1))
     result.seconds["models"] = time.perf_counter() - started
@@ -213,7 +235,10 @@ def _simulate_land_build(
 
 
 def _warm_up() -> None:
-    import pipeline.quality  # noqa: F401 - imports Great Expectations
+    """Import Great Expectations (seconds) in the checks' process while this one simulates."""
+    from pipeline.quality.gx import import_gx
+
+    import_gx()
 
 
 def _run_checks(db: str, docs: str) -> Any:
@@ -246,42 +271,6 @@ def _exports(db: Path, folder: Path) -> dict[str, Path]:
     return paths
 
 
-_SUMMARY = """
-with eff as (
-    select site_id, sum(requests) as requests, sum(it_energy_kwh) as it_kwh,
-           sum(facility_energy_kwh) as node_facility_kwh
-    from fct_site_efficiency_daily group by site_id
-),
-charge as (
-    select site_id, sum(total_usd) as chargeback_usd, sum(facility_energy_kwh) as facility_kwh,
-           sum(operational_kgco2e + embodied_kgco2e) as kgco2e
-    from fct_chargeback_monthly group by site_id
-),
-meter as (
-    select site_id, sum(meter_facility_energy_kwh) as meter_kwh,
-           sum(design_pue_facility_energy_kwh) as design_kwh,
-           sum(node_facility_energy_kwh) as node_kwh,
-           sum(shared_facility_energy_kwh) as shared_kwh,
-           sum(meter_below_nodes_minutes) as below_minutes
-    from fct_meter_reconciliation_monthly group by site_id
-)
-select eff.site_id, eff.requests, coalesce(charge.facility_kwh, 0) as facility_kwh,
-       eff.node_facility_kwh / nullif(eff.it_kwh, 0) as pue,
-       charge.facility_kwh * 1000 / nullif(eff.requests, 0) as wh_per_request,
-       charge.kgco2e * 1000 / nullif(eff.requests, 0) as gco2e_per_request,
-       roi.latency_p95_ms, coalesce(charge.chargeback_usd, 0) as chargeback_usd,
-       roi.pilot_days / 30.4375 * roi.cloud_capacity_usd_per_month as cloud_usd,
-       roi.pilot_days / 30.4375 * roi.cloud_usd_per_month as cloud_used_usd,
-       roi.capacity_roi_12m_pct, roi.capacity_payback_months,
-       meter.meter_kwh, meter.design_kwh, meter.node_kwh, meter.shared_kwh, meter.below_minutes
-from eff
-left join charge using (site_id)
-left join meter using (site_id)
-left join fct_roi_site as roi using (site_id)
-order by eff.site_id
-"""
-
-
 def site_summary(db: Path) -> list[SiteRow]:
     """Per site over the run: requests, the facility kWh charged (the meter's, plus design-PUE
     energy where no meter counts), PUE (node-weighted, sum/sum), facility Wh and gCO2e (SCI:
@@ -290,31 +279,7 @@ def site_summary(db: Path) -> list[SiteRow]:
     only the CPU the requests used), the 12-month ROI and payback against renting the same cores
     (fct_roi_site.capacity_*), and the chargeback against the facility meter
     (fct_meter_reconciliation_monthly)."""
+    from pipeline.models.analyses import rows_as
+
     with duckdb.connect(str(db), read_only=True) as con:
-        rows = con.execute(_SUMMARY).fetchall()
-    return [
-        SiteRow(
-            site_id=r[0],
-            requests=int(r[1] or 0),
-            facility_kwh=float(r[2] or 0.0),
-            pue=_float(r[3]),
-            wh_per_request=_float(r[4]),
-            gco2e_per_request=_float(r[5]),
-            p95_latency_ms=_float(r[6]),
-            chargeback_usd=float(r[7] or 0.0),
-            cloud_usd=_float(r[8]),
-            cloud_used_usd=_float(r[9]),
-            roi_12m_pct=_float(r[10]),
-            payback_months=_float(r[11]),
-            meter_kwh=float(r[12] or 0.0),
-            design_pue_kwh=float(r[13] or 0.0),
-            node_rows_kwh=float(r[14] or 0.0),
-            shared_kwh=float(r[15] or 0.0),
-            meter_below_nodes_minutes=int(r[16] or 0),
-        )
-        for r in rows
-    ]
-
-
-def _float(value: Any) -> float | None:
-    return None if value is None else float(value)
+        return rows_as(con, "demo_site_summary", SiteRow)

@@ -1,173 +1,119 @@
-"""File I/O around the embedded runner: read simulator JSON-lines, write one file per output
-topic, and summarise per site — `microdc process` and `microdc demo`, no Kafka needed."""
+"""Landing without Kafka (`microdc demo`): the same segments, files and recovery rules as
+`microdc land`, fed in-process.
+
+Records get the topic-partition Kafka would give them (the contract's key, murmur2 like the
+producers; late events keep their source partition) and consecutive offsets per partition, so
+file names and lineage columns look exactly like a landing from Kafka. Kafka timestamps are
+simulated too: an input's emit time, an output's own event time.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import heapq
 import queue
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from pipeline.contracts.outputs import NodeMinute
-from pipeline.contracts.records import FacilitySample, GridIntensity, NodeSample, RequestLog
-from pipeline.contracts.topics import INPUT_TOPICS, TopicSpec
+from pipeline.contracts.partitioning import partition_for
+from pipeline.contracts.topics import TopicSpec, output_event_ms, output_key
+from pipeline.embedded.driver import EmbeddedPipeline, RunResult
 from pipeline.errors import PipelineError
-from pipeline.metrics.energy import IDLE_SERVICE
-from pipeline.metrics.sketch import LatencySketch, SketchWire
-from pipeline.runner import Message, RunResult
+from pipeline.lake.datasets import DATASETS, Dataset
+from pipeline.lake.land import LandStats
+from pipeline.lake.privacy import IpPolicy
+from pipeline.lake.segment import HOUR_MS, RollPolicy, SegmentBuffer
+from pipeline.lake.store import Lake
+from pipeline.wallclock import wall_clock_ms
 
-_TIME_FIELD = {
-    NodeSample: "observed_at",
-    RequestLog: "finished_at",
-    FacilitySample: "observed_at",
-    GridIntensity: "valid_from",
-}
+_encoder = msgspec.json.Encoder()
 
 
-class _Stamp(msgspec.Struct):
-    observed_at: str | None = None
-    finished_at: str | None = None
-    valid_from: str | None = None
+class EmbeddedLander:
+    def __init__(
+        self,
+        lake: Lake,
+        *,
+        policy: RollPolicy | None = None,
+        ip_policy: IpPolicy | None = None,
+        now_ms: Callable[[], int] = wall_clock_ms,
+    ) -> None:
+        self.lake = lake
+        self._now_ms = now_ms()  # a run is short: one reading for the far-future rule
+        self.policy = policy or RollPolicy()
+        self.ip_policy = ip_policy or IpPolicy()
+        self.by_topic: dict[str, Dataset] = {d.topic.name: d for d in DATASETS}
+        self.buffers: dict[tuple[str, int], SegmentBuffer] = {}
+        self.next_offset: Counter[tuple[str, int]] = Counter()
+        self.watermarks: dict[str, int] = {}
+        self._checked_hour: dict[str, int] = {}
+        self.stats = LandStats()
 
-
-_stamp = msgspec.json.Decoder(_Stamp)
-#: Top-level values only as raw JSON: a key is a string; nothing nested is parsed.
-_key_doc = msgspec.json.Decoder(dict[str, msgspec.Raw])
-_key_text = msgspec.json.Decoder(str)
-
-
-def _lines(spec: TopicSpec, path: Path) -> Iterator[tuple[str, int, Message]]:
-    """(event time text, line number, message) per line; bad lines keep their neighbours' time."""
-    last = ""
-    with path.open("rb") as f:
-        for number, line in enumerate(f, start=1):
-            value = line.rstrip(b"\n")
-            if not value:
-                continue
-            try:
-                stamp = _stamp.decode(value)
-                at = stamp.observed_at or stamp.finished_at or stamp.valid_from or last
-            except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
-                at = last  # malformed: goes to dead letters at its place in the file
-            last = at
-            key = _key(spec, value)
-            yield at, number, (spec, key, value)
-
-
-def _key(spec: TopicSpec, value: bytes) -> bytes | None:
-    """The message key the contract prescribes, read from the record (None if unreadable)."""
-    if spec.key_field is None:
-        return None
-    try:
-        doc = _key_doc.decode(value)
-    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
-        return None  # not a JSON object (or nested too deeply): a dead letter, unkeyed
-    raw = doc.get(spec.key_field)
-    if raw is None:
-        return None
-    try:
-        return _key_text.decode(raw).encode()
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        return None
-
-
-def read_jsonl_dir(folder: Path) -> Iterator[Message]:
-    """The four input topics' JSON-lines files of `folder`, merged in event-time order."""
-    streams = []
-    for spec in INPUT_TOPICS:
-        path = folder / f"{spec.name}.jsonl"
-        if not path.exists():
-            raise PipelineError(
-                f"{path} is missing: expected one JSON-lines file per input topic "
-                f"(run `microdc simulate --out {folder}` to make some)"
+    def add(
+        self,
+        spec: TopicSpec,
+        key: bytes | None,
+        value: bytes,
+        timestamp_ms: int,
+        *,
+        partition: int | None = None,
+    ) -> None:
+        """One record as it would sit in `spec`'s topic."""
+        dataset = self.by_topic[spec.name]
+        if partition is None:
+            partition = 0 if key is None else partition_for(key, spec.partitions)
+        tp = (spec.name, partition)
+        buffer = self.buffers.get(tp)
+        if buffer is None:
+            buffer = self.buffers[tp] = SegmentBuffer(
+                dataset, spec.name, partition, self.policy, self.ip_policy
             )
-        streams.append(_lines(spec, path))
-    # RFC 3339 UTC text sorts like time only with one format; compare parsed seconds instead.
-    for _, _, message in heapq.merge(*streams, key=lambda item: (_seconds(item[0]), item[1])):
-        yield message
+        offset = self.next_offset[tp]
+        self.next_offset[tp] += 1
+        self.stats.consumed += 1
+        buffer.set_horizon(self.watermarks.get(dataset.name), self._now_ms)
+        buffer.add(offset, timestamp_ms, value)
+        if buffer.full():
+            self._land(dataset, buffer)
+        watermark = buffer.max_event_ms
+        if watermark is None or watermark <= self.watermarks.get(dataset.name, watermark - 1):
+            return
+        self.watermarks[dataset.name] = watermark
+        hour = (watermark - self.policy.lateness_ms) // HOUR_MS
+        if hour > self._checked_hour.get(dataset.name, hour - 1):  # an hour boundary passed
+            self._checked_hour[dataset.name] = hour
+            for other in self.buffers.values():
+                if other.dataset is dataset and other.hour_passed(watermark):
+                    self._land(dataset, other)
 
-
-def _seconds(text: str) -> float:
-    from datetime import datetime
-
-    if not text:
-        return float("-inf")
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return float("-inf")
-
-
-def write_outputs(result: RunResult, folder: Path) -> dict[str, Path]:
-    """One JSON-lines file per output topic; returns topic name → path."""
-    folder.mkdir(parents=True, exist_ok=True)
-    encoder = msgspec.json.Encoder()
-    paths: dict[str, Path] = {}
-    for topic, records in sorted(result.outputs.items()):
-        path = folder / f"{topic}.jsonl"
-        with path.open("wb") as f:
-            for rec in records:
-                f.write(encoder.encode(rec) + b"\n")
-        paths[topic] = path
-    return paths
-
-
-@dataclass(frozen=True)
-class SiteSummary:
-    """Totals of one site over the run (ratios re-derived as sum/sum)."""
-
-    site_id: str
-    requests: int
-    it_kwh: float
-    facility_kwh: float
-    pue: float
-    wh_per_request: float | None
-    gco2e_per_request: float | None
-    p95_latency_ms: float | None
-    alerts: int
-
-
-def summarize(result: RunResult) -> list[SiteSummary]:
-    """Per-site totals: facility kWh, PUE, Wh and gCO2e per request, p95 latency, alerts fired."""
-    acc: dict[str, dict[str, float]] = {}
-    for row in result.outputs.get("mdc.energy-minutes", []):
-        a = acc.setdefault(row.site_id, {"req": 0, "it": 0.0, "fac": 0.0, "co2": 0.0})
-        a["req"] += row.requests
-        a["it"] += row.it_energy_wh
-        a["fac"] += row.facility_energy_wh
-        a["co2"] += row.operational_gco2e + row.embodied_gco2e
-    sketches: dict[str, LatencySketch] = {}
-    for item in result.outputs.get("mdc.node-minutes", []):
-        if isinstance(item, NodeMinute) and item.latency and item.service != IDLE_SERVICE:
-            sketch = LatencySketch.from_wire(msgspec.convert(item.latency, SketchWire))
-            sketches.setdefault(item.site_id, LatencySketch()).merge(sketch)
-    alerts: dict[str, int] = {}
-    for alert in result.outputs.get("mdc.alerts", []):
-        if alert.state == "firing" and alert.site_id:
-            alerts[alert.site_id] = alerts.get(alert.site_id, 0) + 1
-    out = []
-    for site_id, a in sorted(acc.items()):
-        requests = int(a["req"])
-        site_sketch = sketches.get(site_id)
-        out.append(
-            SiteSummary(
-                site_id=site_id,
-                requests=requests,
-                it_kwh=a["it"] / 1000,
-                facility_kwh=a["fac"] / 1000,
-                pue=a["fac"] / a["it"] if a["it"] else 0.0,
-                wh_per_request=a["fac"] / requests if requests else None,
-                gco2e_per_request=a["co2"] / requests if requests else None,
-                p95_latency_ms=site_sketch.quantile(0.95) if site_sketch else None,
-                alerts=alerts.get(site_id, 0),
-            )
+    def add_output(self, spec: TopicSpec, record: Any, fallback_ms: int) -> None:
+        """A stream output record (a Struct) as the worker would have produced it."""
+        key, partition = output_key(spec, record)
+        self.add(
+            spec,
+            key,
+            _encoder.encode(record),
+            output_event_ms(record, fallback_ms),
+            partition=partition,
         )
-    return out
+
+    def close(self) -> LandStats:
+        """Land every open segment (the end of the input)."""
+        for buffer in self.buffers.values():
+            self._land(buffer.dataset, buffer)
+        return self.stats
+
+    def _land(self, dataset: Dataset, buffer: SegmentBuffer) -> None:
+        segment = buffer.take()
+        if segment is None:
+            return
+        if segment.files:
+            self.lake.write_segment(dataset, segment)
+        self.stats.count(dataset, segment)
 
 
 @dataclass
@@ -201,8 +147,6 @@ def simulate_and_land(
     core and Parquet writing the other (the demo's default on a 2-core machine).
     """
     from pipeline.contracts.topics import OUTPUT_TOPICS
-    from pipeline.lake.embedded import EmbeddedLander, output_event_ms, output_key
-    from pipeline.runner import EmbeddedPipeline
     from pipeline.simulate import Simulator
     from pipeline.simulate.sinks import JsonlSink
 
@@ -350,7 +294,6 @@ class _ProcessLanding(_LandingSink):
 
 def _landing_process(lake_uri: str, secret: bytes | None, inbox: Any, outbox: Any) -> None:
     from pipeline.lake import IpPolicy, Lake
-    from pipeline.lake.embedded import EmbeddedLander
 
     try:
         landing = _InlineLanding(EmbeddedLander(Lake(lake_uri), ip_policy=IpPolicy(secret)))

@@ -52,7 +52,7 @@ def wait_for(check: Callable[[], Any], timeout: float, what: str, every: float =
 
 
 class Worker:
-    """One `python -m pipeline.processors` child process."""
+    """One `microdc worker` child process (`python -m pipeline worker`)."""
 
     def __init__(
         self,
@@ -80,7 +80,7 @@ class Worker:
     def start(self) -> Worker:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         cmd = [
-            sys.executable, "-m", "pipeline.processors",
+            sys.executable, "-m", "pipeline", "worker",
             "--bootstrap", self.bootstrap,
             "--topic-prefix", self.prefix,
             "--web-port", str(self.port),

@@ -18,17 +18,13 @@ from pipeline.contracts.outputs import LateEvent, NodeMinute, PartitionMark
 from pipeline.contracts.partitioning import partition_for
 from pipeline.contracts.records import FacilitySample, GridIntensity, NodeSample, RequestLog
 from pipeline.contracts.topics import (
-    ALERTS,
-    DEAD_LETTERS,
-    ENERGY_MINUTES,
     FACILITY_TELEMETRY,
     GRID_INTENSITY,
-    LATE_EVENTS,
+    NODE_MINUTES,
     NODE_TELEMETRY,
     REQUEST_LOG,
-    SITE_MINUTES,
-    SLO_BURN,
     TopicSpec,
+    output_topic,
 )
 from pipeline.fleet.model import Fleet
 from pipeline.stream.dead_letters import classify, dead_letter
@@ -40,15 +36,6 @@ log = logging.getLogger(__name__)
 
 #: (topic, key bytes or None, value bytes) — what the simulator or a file reader hands over.
 Message = tuple[TopicSpec, bytes | None, bytes]
-
-_OUTPUT_TOPIC = {
-    "EnergyMinute": ENERGY_MINUTES.name,
-    "SiteMinute": SITE_MINUTES.name,
-    "SloBurn": SLO_BURN.name,
-    "AlertEvent": ALERTS.name,
-    "LateEvent": LATE_EVENTS.name,
-    "DeadLetter": DEAD_LETTERS.name,
-}
 
 
 @dataclass
@@ -172,7 +159,7 @@ class EmbeddedPipeline:
             else:
                 handoff.append(item)
         if handoff:
-            self.result.outputs["mdc.node-minutes"].extend(handoff)
+            self.result.outputs[NODE_MINUTES.name].extend(handoff)
             self.stage_two.on_stage_one(handoff)
 
     def _stage_two_outputs(self) -> None:
@@ -180,7 +167,7 @@ class EmbeddedPipeline:
             self._emit(item)
 
     def _emit(self, item: Any) -> None:
-        self.result.outputs[_OUTPUT_TOPIC[type(item).__name__]].append(item)
+        self.result.outputs[output_topic(item).name].append(item)
 
 
 def run_embedded(fleet: Fleet, messages: Iterable[Message], **kwargs: Any) -> RunResult:

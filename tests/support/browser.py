@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-ARTIFACTS = Path(__file__).resolve().parent.parent / "out" / "test-artifacts"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "out" / "test-artifacts"
 
 # Without the background-networking flags Chromium keeps dialling Google's hosts, which this
 # closed network refuses; --no-sandbox because CI runs as root.

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from pipeline.cli import WORKER_STORES, app, parse_duration
 from pipeline.errors import PipelineError
 from pipeline.localkafka import free_ports
-from tests.unit.cli_run import one_error_line, run
+from tests.support.cli_run import one_error_line, run
 
 runner = CliRunner()
 
