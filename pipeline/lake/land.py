@@ -22,9 +22,9 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
+from pipeline.compat import lean_records
 from pipeline.errors import LandingError
 from pipeline.kafka_admin import ensure_topics
-from pipeline.kafka_records import lean_records
 from pipeline.kafka_security import KafkaSecurity, client_kwargs, connect_errors
 from pipeline.lake.datasets import DATASETS, Dataset
 from pipeline.lake.privacy import IpPolicy

@@ -40,6 +40,7 @@ from typing import Any
 
 import msgspec
 
+from pipeline import compat
 from pipeline.contracts.codec import decoder
 from pipeline.contracts.outputs import LateEvent, SiteMinute, StageOne
 from pipeline.contracts.records import (
@@ -51,6 +52,7 @@ from pipeline.contracts.records import (
 )
 from pipeline.fleet.model import Fleet
 from pipeline.processors.merge import KafkaRecord, Merger
+from pipeline.processors.offsets import Offsets, ReadPositions
 from pipeline.processors.sink import OutputSink
 from pipeline.processors.state import SnapshotStore, on_partition
 from pipeline.processors.web import WorkerMetrics
@@ -66,8 +68,6 @@ log = logging.getLogger(__name__)
 #: outputs. Stage 2 holds up to an hour of node minutes (it waits for hourly grid data), so a
 #: snapshot per batch would cost more than the batch.
 SNAPSHOT_EVERY_S = 2.0
-COMMIT_EVERY_S = 5.0
-STUCK_AFTER_S = 3.0
 
 
 @dataclass(frozen=True)
@@ -82,6 +82,8 @@ class Source:
 class PartitionRun:
     """One partition of a stage: its stage object, merge buffers and read positions."""
 
+    positions: ReadPositions
+
     def __init__(self, partition: int, stage: Any, sources: tuple[Source, ...]) -> None:
         self.partition = partition
         self.stage = stage
@@ -89,12 +91,7 @@ class PartitionRun:
         self.by_topic = {s.topic: s for s in sources}
         self.by_source = {s.name: s for s in sources}
         self.merger = Merger(s.name for s in sources)
-        #: Next offset wanted from the consumer, per source name.
-        self.next_offset: dict[str, int] = {}
-        #: Per source: (offset sought to, consumer fetch_seq when that seek had completed).
-        self.sought: dict[str, tuple[int, int]] = {}
-        #: Per source: when (monotonic) it last delivered records or was caught up.
-        self.progress_at: dict[str, float] = {s.name: time.monotonic() for s in sources}
+        self.positions = ReadPositions(partition, {s.name: s.topic for s in sources})
         #: Per source: its last watermark seen by the driver and when (monotonic) it moved; the
         #: skew rule (`StageOneAgent.after_batch`) stops waiting for a source that has not moved for
         #: `max_source_skew_s` while another is ahead.
@@ -154,9 +151,7 @@ class StageAgent:
         self.lock = asyncio.Lock()
         self.runs: dict[int, PartitionRun] = {}
         self.generation: int | None = None
-        self._confirmed: dict[tuple[str, int], int] = {}
-        self._committed: dict[tuple[str, int], int] = {}
-        self._last_commit = time.monotonic()
+        self.offsets = Offsets(lambda: app.consumer, self.stage_name, metrics)
         self.stopping = False
         self.sink = OutputSink(app, prefix)
         self._unknown_warned: set[tuple[str, int]] = set()
@@ -190,7 +185,7 @@ class StageAgent:
             if current != self.generation:
                 self.reset()
                 self.generation = current
-            assignment = _assignment(self.app)
+            assignment = self.offsets.assignment()
             touched: dict[int, PartitionRun] = {}
             for tp, records in batches.items():
                 if not records or tp not in assignment:
@@ -200,9 +195,10 @@ class StageAgent:
                     continue  # left in Kafka: read after the restart
                 run = await self._run_for(tp.partition)
                 source = run.by_topic[tp.topic]
-                accepted = await self._accept(run, source, tp, records, seq)
-                if accepted:
-                    self.metrics.events_in.labels(source.topic).inc(accepted)
+                records = await self.offsets.accept(run.positions, source.name, records, seq)
+                if records:
+                    run.merger.add(source.name, records)
+                    self.metrics.events_in.labels(source.topic).inc(len(records))
                     touched[run.partition] = run
             await self._process(touched.values())
         self.metrics.batch_seconds.labels(self.stage_name).inc(time.perf_counter() - started)
@@ -232,43 +228,9 @@ class StageAgent:
                 # wall clock (a silent source stops holding closing back even if nothing comes)
                 if self.runs:
                     await self._process(list(self.runs.values()))
-                await self._unstick()
+                await self.offsets.unstick(run.positions for run in self.runs.values())
             await self._save_due(self.runs.values())
-            await self._commit()
-
-    async def _unstick(self) -> None:
-        """Seek a source that is behind its high watermark but has delivered nothing for a
-        while although the consumer's position has moved on: records dropped by a fetch that
-        raced a rebalance. (A gap in the middle of a topic is caught by `_accept`; at the end
-        of one, only this notices.)"""
-        now = time.monotonic()
-        consumer = self.app.consumer
-        for run in self.runs.values():
-            caught_up = self._caught_up(run)
-            for source in run.sources:
-                if caught_up(source.name):
-                    run.progress_at[source.name] = now
-                if now - run.progress_at[source.name] < STUCK_AFTER_S:
-                    continue
-                run.progress_at[source.name] = now
-                tp = self._tp(source.topic, run.partition)
-                want = run.next_offset[source.name]
-                try:
-                    position = await consumer.position(tp)
-                    if position is not None and position != want:
-                        log.warning(
-                            "%s: %s[%d] consumer at %s, state continues at %d: seeking",
-                            self.stage_name,
-                            source.topic,
-                            run.partition,
-                            position,
-                            want,
-                        )
-                        self.metrics.seeks.labels(source.topic).inc()
-                        await consumer.seek_wait({tp: want})
-                        run.sought[source.name] = (want, consumer.fetch_seq)
-                except Exception as exc:  # noqa: BLE001 - revoked meanwhile: nothing to do
-                    log.info("%s: position check failed: %r", self.stage_name, exc)
+            await self.offsets.commit()
 
     async def revoke(self) -> None:
         """A rebalance starts: finish the batch in hand, store every partition's state (the new
@@ -276,7 +238,7 @@ class StageAgent:
         async with self.lock:
             try:
                 await self._save_due(self.runs.values(), force=True)
-            except Exception as exc:  # noqa: BLE001 - the new owner replays from the last snapshot
+            except compat.SEND_FAILED as exc:  # the new owner replays from the last snapshot
                 log.warning("%s: no snapshot at revocation (%r)", self.stage_name, exc)
             self.reset()
 
@@ -289,8 +251,7 @@ class StageAgent:
     def reset(self) -> None:
         self.runs.clear()
         self.generation = None
-        self._confirmed.clear()
-        self._committed.clear()
+        self.offsets.reset()
 
     # -- internals -----------------------------------------------------------------------------
     async def _run_for(self, partition: int) -> PartitionRun:
@@ -300,106 +261,21 @@ class StageAgent:
         data = self.snapshots.load(partition)
         stage = self.restore_stage(data) if data is not None else self.new_stage(partition)
         run = PartitionRun(partition, stage, self.sources)
-        offsets: dict[str, int] = stage.state.offsets
-        unknown = [s for s in self.sources if s.name not in offsets]
-        if unknown:
-            tps = [self._tp(s.topic, partition) for s in unknown]
-            earliest = await self.app.consumer.earliest_offsets(*tps)
-            for s, tp in zip(unknown, tps, strict=True):
-                run.next_offset[s.name] = int(earliest.get(tp) or 0)
-        for s in self.sources:
-            if s.name in offsets:
-                run.next_offset[s.name] = offsets[s.name] + 1
+        await self.offsets.load(run.positions, stage.state.offsets)
         self.runs[partition] = run
         log.info(
             "%s partition %d loaded (%s), reading from %s",
             self.stage_name,
             partition,
             "snapshot" if data else "fresh",
-            run.next_offset,
+            run.positions.next_offset,
         )
         return run
-
-    def _tp(self, topic: str, partition: int) -> Any:
-        return self.app.consumer._new_topicpartition(topic, partition)
-
-    async def _accept(
-        self, run: PartitionRun, source: Source, tp: Any, records: list[KafkaRecord], seq: int
-    ) -> int:
-        """Buffer the records that continue this source's position (how many); seek on a gap.
-
-        Faust positions a newly assigned partition at its committed offset (or the log start),
-        which need not be where the restored state continues: then this seeks there. A batch
-        fetched after that seek completed (higher `seq`) that still starts past the wanted offset
-        is the broker saying nothing exists in between (retention, transaction markers).
-        """
-        want = run.next_offset[source.name]
-        if records[-1].offset < want:
-            self.metrics.replayed.labels(source.topic).inc(len(records))
-            return 0
-        if records[0].offset < want:
-            skip = next(i for i, r in enumerate(records) if r.offset >= want)
-            self.metrics.replayed.labels(source.topic).inc(skip)
-            records = records[skip:]
-        first = records[0].offset
-        if first > want:
-            sought = run.sought.get(source.name)
-            if sought is not None and sought[0] == want and seq <= sought[1]:
-                return 0  # fetched before our seek took effect: dropped, it comes again
-            if sought is None or sought[0] != want:
-                self.metrics.seeks.labels(source.topic).inc()
-                log.info(
-                    "%s: seek %s[%d] to %d (fetched from %d)",
-                    self.stage_name,
-                    source.topic,
-                    run.partition,
-                    want,
-                    first,
-                )
-                try:
-                    await self.app.consumer.seek_wait({tp: want})
-                except Exception as exc:  # noqa: BLE001 - revoked meanwhile: the new owner reads
-                    log.warning(
-                        "%s: seek %s[%d] failed: %r",
-                        self.stage_name,
-                        source.topic,
-                        run.partition,
-                        exc,
-                    )
-                    return 0
-                run.sought[source.name] = (want, self.app.consumer.fetch_seq)
-                return 0
-            log.warning(
-                "%s: %s[%d] continues at %d, not %d: nothing in between",
-                self.stage_name,
-                source.topic,
-                run.partition,
-                first,
-                want,
-            )
-        run.sought.pop(source.name, None)
-        run.progress_at[source.name] = time.monotonic()
-        run.next_offset[source.name] = records[-1].offset + 1
-        run.merger.add(source.name, records)
-        return len(records)
-
-    def _caught_up(self, run: PartitionRun) -> Callable[[str], bool]:
-        consumer = self.app.consumer
-        topics = {s.name: s.topic for s in run.sources}
-
-        def caught_up(name: str) -> bool:
-            try:
-                end = consumer.highwater(self._tp(topics[name], run.partition))
-            except Exception:  # noqa: BLE001 - not assigned (any more): not caught up
-                return False
-            return end is not None and run.next_offset[name] >= end
-
-        return caught_up
 
     async def _process(self, runs: Iterable[PartitionRun]) -> None:
         runs = sorted(runs, key=lambda r: r.partition)
         for run in runs:
-            for source, records in run.merger.release(self._caught_up(run)):
+            for source, records in run.merger.release(self.offsets.caught_up(run.positions)):
                 self.apply(run, source, records)
                 run.dirty = True
             self.after_batch(run)
@@ -438,40 +314,15 @@ class StageAgent:
         run.dirty = False
         self.metrics.snapshot_bytes.labels(self.stage_name, str(run.partition)).set(len(snapshot))
         fut = self.snapshots.save(run.partition, snapshot)
-        positions = {
-            (s.topic, run.partition): run.stage.state.offsets[s.name] + 1
-            for s in run.sources
-            if s.name in run.stage.state.offsets
-        }
-        generation = self.generation
-
-        def confirmed(_: Any) -> None:
-            if generation == self.generation and not fut.cancelled() and not fut.exception():
-                for key, offset in positions.items():
-                    if offset > self._confirmed.get(key, -1):
-                        self._confirmed[key] = offset
-
-        fut.add_done_callback(confirmed)
-
-    async def _commit(self) -> None:
-        if time.monotonic() - self._last_commit < COMMIT_EVERY_S:
-            return
-        self._last_commit = time.monotonic()
-        todo = {
-            self._tp(topic, p): offset
-            for (topic, p), offset in self._confirmed.items()
-            if self._committed.get((topic, p)) != offset
-        }
-        if not todo:
-            return
-        try:
-            # Faust commits acked offsets only; ours are snapshot positions (see module doc).
-            await self.app.consumer._commit(todo)
-        except Exception as exc:  # noqa: BLE001 - advisory: the next commit or a seek fixes it
-            log.warning("%s: offset commit failed (%r); will retry", self.stage_name, exc)
-            return
-        for tp, offset in todo.items():
-            self._committed[(tp.topic, tp.partition)] = offset
+        applied = run.stage.state.offsets
+        self.offsets.saved(
+            fut,
+            {
+                (s.topic, run.partition): applied[s.name] + 1
+                for s in run.sources
+                if s.name in applied
+            },
+        )
 
     def dead(self, run: PartitionRun, source: str, rec: KafkaRecord, exc: Exception) -> None:
         """Send a record that could not be used to the dead-letter topic, with its reason.
@@ -501,16 +352,8 @@ class StageAgent:
     # -- health --------------------------------------------------------------------------------
     def describe(self) -> list[dict[str, Any]]:
         out = []
-        consumer = self.app.consumer
         for p, run in sorted(self.runs.items()):
-            lag: dict[str, int] = {}
-            for s in run.sources:
-                try:
-                    end = consumer.highwater(self._tp(s.topic, p))
-                except Exception:  # noqa: BLE001 - revoked meanwhile
-                    end = None
-                if end is not None:
-                    lag[s.topic] = max(0, end - run.next_offset[s.name])
+            lag = self.offsets.lag(run.positions)
             out.append(
                 {
                     "stage": self.stage_name,
@@ -617,7 +460,7 @@ class StageOneAgent(StageAgent):
         reasons: Counter[tuple[str, str]] = Counter()
         for item in run.stage.drain():
             if isinstance(item, LateEvent):
-                self.sink.add(item, partition=run.partition)
+                self.sink.add(item)  # pinned to its source partition
                 late += 1
                 reasons[(self._source_topic.get(item.source_topic, ""), item.reason)] += 1
             else:
@@ -786,10 +629,3 @@ class StageTwoAgent(StageAgent):
             "last_closed_minute": _iso(closed - 60_000) if closed is not None else None,
             "offsets": dict(st.offsets),
         }
-
-
-def _assignment(app: Any) -> set[Any]:
-    try:
-        return set(app.consumer.assignment())
-    except Exception:  # noqa: BLE001 - consumer not started or stopping
-        return set()

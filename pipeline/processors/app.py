@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline import compat
+from pipeline.compat import lean_records
 from pipeline.contracts.topics import (
     CO_PARTITIONS,
     FACILITY_TELEMETRY,
@@ -26,7 +28,6 @@ from pipeline.errors import ConfigError
 from pipeline.fleet import load_fleet
 from pipeline.fleet.model import Fleet
 from pipeline.kafka_admin import ensure_topics_counted
-from pipeline.kafka_records import lean_records
 from pipeline.kafka_security import KafkaSecurity, faust_credentials
 from pipeline.processors.agents import Source, StageAgent, StageOneAgent, StageTwoAgent
 from pipeline.processors.live import install_live
@@ -244,7 +245,7 @@ def create_app(config: WorkerConfig) -> WorkerApp:
 def _assignment(app: Any) -> set[Any]:
     try:
         return set(app.consumer.assignment())
-    except Exception:  # noqa: BLE001 - consumer not started yet
+    except compat.CONSUMER_GONE:  # consumer not started yet
         return set()
 
 

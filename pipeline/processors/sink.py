@@ -10,40 +10,9 @@ from typing import Any
 
 import msgspec
 
-from pipeline.contracts.topics import (
-    ALERTS,
-    DEAD_LETTERS,
-    ENERGY_MINUTES,
-    LATE_EVENTS,
-    NODE_MINUTES,
-    SITE_MINUTES,
-    SLO_BURN,
-    TopicSpec,
-)
+from pipeline.contracts.topics import output_key, output_topic
 
 _encoder = msgspec.json.Encoder()
-
-#: Output record type name -> topic contract.
-OUTPUT_SPECS: dict[str, TopicSpec] = {
-    "NodeMinute": NODE_MINUTES,
-    "PartitionMark": NODE_MINUTES,
-    "EnergyMinute": ENERGY_MINUTES,
-    "SiteMinute": SITE_MINUTES,
-    "SloBurn": SLO_BURN,
-    "AlertEvent": ALERTS,
-    "LateEvent": LATE_EVENTS,
-    "DeadLetter": DEAD_LETTERS,
-}
-
-
-def message_key(spec: TopicSpec, record: Any) -> bytes | None:
-    """The message key: the contract's key field; an alert without a service keys on its id."""
-    if spec.key_field is None:
-        return None
-    value = getattr(record, spec.key_field, None)
-    if value is None:
-        value = getattr(record, "alert_id", None)
-    return None if value is None else str(value).encode()
 
 
 #: `flush()` waits for the broker's acks when this many sends are unacknowledged.
@@ -61,16 +30,15 @@ class OutputSink:
         self.counts: Counter[str] = Counter()
         self._in_flight: list[asyncio.Future[Any]] = []
 
-    def add(self, record: Any, *, partition: int | None = None) -> None:
-        """Queue `record` for its topic; `partition` pins it (e.g. late events stay with their
-        source partition, modulo the topic's count), otherwise the key decides."""
-        spec = OUTPUT_SPECS[type(record).__name__]
+    def add(self, record: Any) -> None:
+        """Queue `record` for its topic (`contracts.topics.output_topic`), keyed and pinned as
+        its contract says (`output_key`: late events stay with their source partition)."""
+        spec = output_topic(record)
+        key, partition = output_key(spec, record)
         if partition is not None:
             # stage-1 topics may have more partitions than the output topic
             partition %= spec.partitions
-        self._pending.append(
-            (spec.name, message_key(spec, record), _encoder.encode(record), partition)
-        )
+        self._pending.append((spec.name, key, _encoder.encode(record), partition))
 
     def __len__(self) -> int:
         return len(self._pending)

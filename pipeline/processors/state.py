@@ -12,13 +12,12 @@ from __future__ import annotations
 import contextlib
 import json
 import uuid
-import weakref
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from faust import streams as faust_streams
+from pipeline import compat
 
 #: Snapshots above this size are zlib-compressed.
 COMPRESS_ABOVE = 256 * 1024
@@ -46,13 +45,8 @@ class _Event:
 @contextmanager
 def on_partition(source_topic: str, partition: int) -> Iterator[None]:
     """Make table reads and writes act for `partition` of `source_topic`."""
-    event = _Event(source_topic, partition)
-    # faust.streams._current_event is the context variable Faust itself sets per event.
-    token = faust_streams._current_event.set(weakref.ref(event))  # type: ignore[arg-type]
-    try:
+    with compat.current_event(_Event(source_topic, partition)):
         yield
-    finally:
-        faust_streams._current_event.reset(token)
 
 
 def pack(snapshot: bytes) -> bytes:
@@ -118,12 +112,12 @@ class SnapshotStore:
             fut = self._put(partition, str(partition), manifest)
             for key in self._chunks.get(partition, []):
                 with contextlib.suppress(KeyError):
-                    del self.table.data[key]
+                    del compat.table_store(self.table)[key]
                 self.table.send_changelog(partition, key, None, value_serializer="raw")
         self._chunks[partition] = keys
         return fut
 
     def _put(self, partition: int, key: str, value: bytes) -> Any:
         # What `table[key] = value` does, for an explicit partition, keeping the future.
-        self.table.data[key] = value
+        compat.table_store(self.table)[key] = value
         return self.table.send_changelog(partition, key, value)

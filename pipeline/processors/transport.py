@@ -10,8 +10,9 @@ membership, the co-partitioning assignor, rebalancing, table recovery, the produ
 server all stay Faust's.
 
 For bulk topics the fetcher also skips aiokafka's per-record `ConsumerRecord` (see
-`lean_records`): the handlers get the record objects of the decoded batch, which carry the offset,
-timestamp, key and value they use.
+`compat.lean_records`): the handlers get the record objects of the decoded batch, which carry the
+offset, timestamp, key and value they use. Every Faust internal this relies on is reached through
+`pipeline.compat`.
 
 Bulk topics are declared with `acks=False`: Faust neither tracks nor commits their offsets. The
 handlers own their position (the stage snapshots carry it), seek where it says and commit it.
@@ -23,8 +24,9 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
-import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
+
+from pipeline import compat
 
 #: handler(generation_id, fetch_seq, {tp: [ConsumerRecord, ...]}) - from the fetch loop, in order.
 BulkHandler = Callable[[int, int, Mapping[Any, list[Any]]], Awaitable[None]]
@@ -34,7 +36,7 @@ BulkHandler = Callable[[int, int, Mapping[Any, list[Any]]], Awaitable[None]]
 FETCH_MAX_WAIT_MS = 50
 
 
-class BulkConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):  # type: ignore[misc]
+class BulkConsumerThread(compat.ConsumerThread):
     """Faust's consumer thread with short fetch long-polls.
 
     aiokafka keeps one fetch in flight per broker. When the partitions without buffered records
@@ -44,13 +46,11 @@ class BulkConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):  # type: ignore
     empty fetches a second on an idle worker.
     """
 
-    def _create_worker_consumer(self, transport: Any) -> Any:
-        consumer = super()._create_worker_consumer(transport)
-        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read when the consumer starts
-        return consumer
+    def configure_consumer(self, consumer: Any) -> None:
+        compat.set_fetch_max_wait_ms(consumer, FETCH_MAX_WAIT_MS)
 
 
-class BulkConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
+class BulkConsumer(compat.Consumer):
     """`getmany` with a bulk bypass and one fetch in flight while a batch is processed.
 
     Faust fetches only when the previous batch is done; aiokafka parses records lazily inside
@@ -62,18 +62,16 @@ class BulkConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
     seeks can tell batches fetched before its seek from those fetched after.
     """
 
+    thread_class = BulkConsumerThread
     _prefetch: asyncio.Future[tuple[Any, Any, int, int]] | None = None
     fetch_seq: int = 0
-
-    def _new_consumer_thread(self) -> BulkConsumerThread:
-        return BulkConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     def _start_fetch(self, timeout: float) -> asyncio.Future[tuple[Any, Any, int, int]]:
         self.fetch_seq += 1
         seq = self.fetch_seq
 
         async def fetch() -> tuple[Any, Any, int, int]:
-            records, active = await self._wait_next_records(timeout)
+            records, active = await self.next_records(timeout)
             # The generation when the records arrived, as Faust's getmany reads it: a fetch that
             # spans a rebalance may return records (e.g. changelogs being recovered) fetched for
             # the new assignment.
@@ -99,7 +97,7 @@ class BulkConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
             # consumer goes back to the committed offsets.
             try:
                 await self.perform_seek()
-            except Exception as exc:  # noqa: BLE001 - Faust logs and goes on here too
+            except compat.CONSUMER_GONE as exc:  # Faust logs and goes on here too
                 self.log.warning("exception performing seek when flow not active %r", exc)
             return
         self._prefetch = self._start_fetch(timeout)
@@ -120,15 +118,11 @@ class BulkConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
         if not rest or generation_id != self.app.consumer_generation_id:
             return
         # Faust's own path for everything else (as in Consumer.getmany).
-        to_message = self._to_message
+        to_message = self.to_message
         for tp, record in self.scheduler.iterate(rest):
             if not self.flow_active or self.app.consumer_generation_id != generation_id:
                 break
-            if (
-                active_partitions is None
-                or tp in active_partitions
-                or tp in self._buffered_partitions
-            ):
+            if active_partitions is None or tp in active_partitions or self.is_buffered(tp):
                 self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
                 yield tp, to_message(tp, record)
 
@@ -137,12 +131,11 @@ class BulkTransport(faust_aiokafka.Transport):  # type: ignore[misc]
     Consumer = BulkConsumer
 
 
-class BulkApp(faust.App):  # type: ignore[misc]
+class BulkApp(compat.App):
     """A Faust app whose consumer honours `bulk_routes` (topic name -> handler)."""
+
+    transport_class = BulkTransport
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.bulk_routes: dict[str, BulkHandler] = {}
-
-    def _new_transport(self) -> Any:
-        return BulkTransport(self.conf.broker_consumer, self)
