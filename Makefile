@@ -8,8 +8,14 @@ STAMP := $(VENV)/.installed
 # FinOps focus-validator pins numpy<2 and pandas<3 (pyarrow 26 needs numpy 2): its own venv.
 FOCUS_VENV ?= .venv-focus
 FOCUS_STAMP := $(FOCUS_VENV)/.installed
+# dbt-duckdb 1.11 pins dbt-core<1.12, which downgrades python-dateutil and mypy: its own venv
+# (sql/ runs unchanged under dbt; `microdc models build` does not need it). DuckDB as in .venv.
+DBT_VENV ?= .venv-dbt
+DBT_STAMP := $(DBT_VENV)/.installed
+DBT := $(DBT_VENV)/bin/dbt
+DBT_OUT ?= out
 
-.PHONY: help install focus-env browser browser-tests demo test unit e2e integration lint bench kafka-jars kafka-up kafka-down clean
+.PHONY: help install focus-env dbt-env dbt-build browser browser-tests demo test unit e2e integration lint bench kafka-jars kafka-up kafka-down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -34,6 +40,20 @@ $(FOCUS_STAMP):
 
 focus-env: $(FOCUS_STAMP) ## a separate venv with FinOps focus-validator (used by the FOCUS export tests)
 
+$(DBT_STAMP):
+	@echo "installing dbt-duckdb into $(DBT_VENV) (log: $(DBT_VENV)/install.log)"
+	@$(PYTHON) -m venv $(DBT_VENV)
+	@$(DBT_VENV)/bin/python -m pip install --disable-pip-version-check 'dbt-duckdb==1.11.1' 'dbt-core>=1.11,<1.12' 'duckdb==2.0.1' \
+	  > $(DBT_VENV)/install.log 2>&1 || { tail -n 40 $(DBT_VENV)/install.log; echo "pip install failed: see $(DBT_VENV)/install.log" >&2; exit 1; }
+	@touch $@
+
+dbt-env: $(DBT_STAMP) ## a separate venv with dbt-duckdb (sql/ as a dbt project; used by the e2e dbt test)
+
+dbt-build: $(DBT_STAMP) ## dbt build (models, schema and unit tests) over $(DBT_OUT)/lake into $(DBT_OUT)/warehouse.duckdb (run make demo first)
+	@test -f $(DBT_OUT)/warehouse.duckdb || { echo "no $(DBT_OUT)/warehouse.duckdb (its dim_ tables are dbt's fleet source): run make demo, or microdc models dims --db $(DBT_OUT)/warehouse.duckdb" >&2; exit 1; }
+	MICRODC_WAREHOUSE=$(DBT_OUT)/warehouse.duckdb MICRODC_LAKE=$(DBT_OUT)/lake DBT_SEND_ANONYMOUS_USAGE_STATS=false \
+	  $(DBT) build --project-dir sql --profiles-dir sql --target-path $(CURDIR)/$(DBT_OUT)/dbt/target --log-path $(CURDIR)/$(DBT_OUT)/dbt/logs
+
 browser: ## Debian's chromium for the browser tests (apt-get as root, else sudo)
 	@command -v $${MICRODC_CHROMIUM:-chromium} >/dev/null 2>&1 || { \
 	  echo "installing Debian's chromium for the browser tests"; \
@@ -51,13 +71,13 @@ lint: $(STAMP) ## ruff and mypy --strict
 	$(BIN)/ruff check pipeline tests bench
 	$(BIN)/mypy
 
-test: $(STAMP) $(FOCUS_STAMP) kafka-jars browser lint ## lint, then the whole suite against a real Kafka broker it starts itself
+test: $(STAMP) $(FOCUS_STAMP) $(DBT_STAMP) kafka-jars browser lint ## lint, then the whole suite against a real Kafka broker it starts itself
 	$(BIN)/pytest
 
 unit: $(STAMP) ## unit tests: in-process only (no broker, browser, subprocess or socket)
 	$(BIN)/pytest tests/unit -m 'not slow and not browser'
 
-e2e: $(STAMP) $(FOCUS_STAMP) ## end to end through subprocesses: a built wheel, the CLI, focus-validator
+e2e: $(STAMP) $(FOCUS_STAMP) $(DBT_STAMP) ## end to end through subprocesses: a built wheel, the CLI, focus-validator, dbt
 	$(BIN)/pytest tests/e2e tests/unit -m slow
 
 browser-tests: $(STAMP) browser ## the tests that drive headless Chromium

@@ -5,7 +5,10 @@ For each size, one simulated day of the demo fleet is run through the stream cor
 are built in a child process, three times: the table shows the median time, request rows per
 second of build time, and the child's peak RSS (DuckDB's memory). The baseline in the same run
 is a plain DuckDB scan of the bronze request logs (`count(*)`, `sum(latency_ms)` by site), the
-least any model over them costs; the ratio says how many such scans a build is worth.
+least any model over them costs; the ratio says how many such scans a build is worth. When
+dbt-duckdb is installed (`make dbt-env`, or MICRODC_DBT naming a dbt), `dbt run` of the same
+sql/ (models only, like the builder; into a copy of the builder's warehouse, whose dim_ tables
+are dbt's fleet source) is timed too, three times, wall clock; otherwise its column says n/a.
 
     python bench/bench_models.py [--sizes 1000000,10000000]
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -62,6 +66,32 @@ def build_once(lake: Path, db: Path) -> tuple[float, float]:
     return float(out[0]), float(out[1])
 
 
+REPO = Path(__file__).resolve().parents[1]
+
+
+def dbt_executable() -> Path | None:
+    dbt = Path(os.environ.get("MICRODC_DBT") or REPO / ".venv-dbt" / "bin" / "dbt")
+    return dbt if dbt.exists() else None
+
+
+def dbt_run_once(dbt: Path, work: Path) -> float:
+    """`dbt run` of sql/ over `work/lake` into a copy of the builder's `work/w.duckdb`."""
+    db = work / "dbt.duckdb"
+    shutil.copyfile(work / "w.duckdb", db)
+    project = str(REPO / "pipeline" / "sql")
+    env = {
+        **os.environ,
+        "MICRODC_WAREHOUSE": str(db),
+        "MICRODC_LAKE": str(work / "lake"),
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+    }
+    flags = ["--project-dir", project, "--profiles-dir", project]
+    flags += ["--target-path", str(work / "target"), "--log-path", str(work / "logs")]
+    t0 = time.perf_counter()
+    subprocess.run([str(dbt), "run", *flags], check=True, capture_output=True, env=env)
+    return time.perf_counter() - t0
+
+
 def scan_once(lake: Lake) -> float:
     glob = f"{lake.dataset_root(BY_NAME['request_log'])}/**/*.parquet"
     con = duckdb.connect()
@@ -82,6 +112,7 @@ def main() -> int:
     args = parser.parse_args()
     console = Console(width=140)
     fleet = load_fleet()
+    dbt = dbt_executable()
     rows = []
     for size in (int(s) for s in args.sizes.split(",")):
         work = Path(tempfile.mkdtemp(prefix="microdc-bench-models-"))
@@ -98,6 +129,7 @@ def main() -> int:
             requests = run.landed.rows_by_dataset["request_log"]
             builds = [build_once(work / "lake", work / "w.duckdb") for _ in range(3)]
             scans = [scan_once(lake) for _ in range(3)]
+            dbt_runs = [dbt_run_once(dbt, work) for _ in range(3)] if dbt else []
             seconds = statistics.median(b[0] for b in builds)
             scan = statistics.median(scans)
             rows.append(
@@ -108,6 +140,7 @@ def main() -> int:
                     "request_rows_per_s": requests / seconds,
                     "peak_rss_mib": max(b[1] for b in builds),
                     "scan_seconds": scan,
+                    "dbt_run_seconds": statistics.median(dbt_runs) if dbt_runs else None,
                     "db_mib": (work / "w.duckdb").stat().st_size / 2**20,
                 }
             )
@@ -121,6 +154,7 @@ def main() -> int:
         "request rows/s",
         "scan s (baseline)",
         "build / scan",
+        "dbt run s",
         "peak RSS MiB",
         "warehouse MiB",
     ):
@@ -133,6 +167,7 @@ def main() -> int:
             f"{r['request_rows_per_s']:,.0f}",
             f"{r['scan_seconds']:.3f}",
             f"{r['build_seconds'] / r['scan_seconds']:.0f}×",
+            "n/a" if r["dbt_run_seconds"] is None else f"{r['dbt_run_seconds']:.2f}",
             f"{r['peak_rss_mib']:,.0f}",
             f"{r['db_mib']:,.1f}",
         )

@@ -61,6 +61,25 @@ def models_build(lake: LakeOpt = None, db: DbOpt = None, fleet: FleetOpt = None)
     print_models(result, target)
 
 
+@models_app.command("dims")
+def models_dims(db: DbOpt = None, fleet: FleetOpt = None) -> None:
+    """Write only the dim_ tables of the fleet file into a DuckDB file (for `dbt build`).
+
+    sql/ is also a dbt project: dbt reads these tables as its `fleet` source. The rest of the
+    file is left as it is.
+
+    Example: microdc models dims --db out/dbt.duckdb
+    """
+    from pipeline.fleet import load_fleet
+    from pipeline.models.build import build_dims
+
+    settings = settings_with(warehouse=db, fleet=fleet)
+    target = settings.warehouse
+    with writing(target, "--db"):
+        names = build_dims(load_fleet(settings.fleet), target)
+    console.print(f"{len(names)} dim_ tables ({', '.join(names)}) in {target}")
+
+
 @export_app.command("chargeback")
 def export_chargeback(
     month: Annotated[str, typer.Option(help="Site-local calendar month, YYYY-MM.")],

@@ -1,10 +1,15 @@
 """`microdc models build`: the lake and the fleet file -> a DuckDB warehouse of documented tables.
 
-Models are the `.sql` files under `sql/` (DESIGN.md §8): `staging/stg_*.sql` become views over the
-lake, `intermediate/int_*.sql` views, `marts/*.sql` tables; the file name is the table name. A
-model reads a lake dataset with `{{ source('silver', 'energy_minutes') }}` and other models by
-their name; the build orders them by those references (a cycle is an error naming it). Datasets
-with no files yet read as empty tables with their declared Arrow schema, so a fresh lake builds.
+Models are the `.sql` files under `sql/` (DESIGN.md §8), which is also a dbt-duckdb project
+(`sql/dbt_project.yml`): the same text builds here and under `dbt build`. `staging/stg_*.sql`,
+`intermediate/int_*.sql` and `marts/*.sql` are views unless `{{ config(materialized='table') }}`
+says table (as dbt does: every mart says so); the file name is the table name. A model reads a
+lake dataset with `{{ source('silver', 'energy_minutes') }}`, a dim_ table of the fleet file
+with `{{ source('fleet', 'dim_site') }}` and another model with `{{ ref('stg_energy_minutes') }}`;
+`sql/macros/*.sql` are dbt macros (the dedup of re-emitted keys). The Jinja is rendered by
+`pipeline.models.jinja`; the build orders the models by their `ref()`s (a cycle is an error
+naming it, and so is a model named without `ref()`). Datasets with no files yet read as empty
+tables with their declared Arrow schema, so a fresh lake builds.
 
 Documentation lives in each file's header comment:
 
@@ -13,9 +18,9 @@ Documentation lives in each file's header comment:
     -- @column requests: requests that finished in the hour
 
 The first lines become the table comment, each `@column` line a column comment (`COMMENT ON`),
-so an analyst sees them in `duckdb warehouse.duckdb` (`select * from duckdb_columns()`). An
-`-- @materialized: table` line makes an intermediate model a table (one that several marts read,
-small enough to store), `-- @materialized: view` a mart a view.
+so an analyst sees them in `duckdb warehouse.duckdb` (`select * from duckdb_columns()`); the
+columns a file does not document take their comment from `sql/columns.yml`. dbt persists the
+same comments from the property files that `pipeline.models.dbt_props` generates from these.
 Building is idempotent and atomic: a new file replaces the warehouse only when every model built.
 """
 
@@ -39,12 +44,13 @@ from pipeline.fleet.model import Fleet
 from pipeline.lake.datasets import BY_NAME
 from pipeline.lake.store import Lake
 from pipeline.models.dims import dim_tables
+from pipeline.models.jinja import load_macros, render
 from pipeline.resources import sql_dir
 
 LAYERS = ("staging", "intermediate", "marts")
-_SOURCE = re.compile(r"\{\{\s*source\(\s*'(\w+)'\s*,\s*'(\w+)'\s*\)\s*\}\}")
 _COLUMN_DOC = re.compile(r"^--\s*@column\s+(\w+)\s*:\s*(.+)$")
-_MATERIALIZED = re.compile(r"^--\s*@materialized\s*:\s*(table|view)\s*$")
+#: `source('fleet', ...)`: the dim_ tables the build writes from the fleet file
+FLEET_SOURCE = "fleet"
 
 
 class ModelError(PipelineError):
@@ -60,19 +66,14 @@ class Model:
     description: str = ""
     columns: dict[str, str] = field(default_factory=dict)
     depends_on: set[str] = field(default_factory=set)
-    #: `-- @materialized: table` in the header overrides the layer's default
-    materialized_as: str | None = None
-
-    @property
-    def materialized(self) -> str:
-        if self.materialized_as is not None:
-            return self.materialized_as
-        return "table" if self.layer == "marts" else "view"
+    #: `{{ config(materialized='table') }}` in the SQL; a view otherwise (dbt's default)
+    materialized: str = "view"
 
 
 def load_models(root: Path) -> list[Model]:
     """Every model under `root`, in an order that respects their references."""
     models: dict[str, Model] = {}
+    macros = load_macros(root)
     for layer in LAYERS:
         for path in sorted((root / layer).glob("*.sql")):
             text = path.read_text(encoding="utf-8")
@@ -84,8 +85,6 @@ def load_models(root: Path) -> list[Model]:
                 match = _COLUMN_DOC.match(line)
                 if match:
                     model.columns[match[1]] = match[2].strip()
-                elif kind := _MATERIALIZED.match(line):
-                    model.materialized_as = kind[1]
                 else:
                     header.append(line.removeprefix("--").strip())
             model.description = " ".join(h for h in header if h)
@@ -94,9 +93,15 @@ def load_models(root: Path) -> list[Model]:
             models[model.name] = model
     names = set(models)
     for model in models.values():
-        body = "\n".join(ln for ln in model.sql.splitlines() if not ln.lstrip().startswith("--"))
-        words = set(re.findall(r"\b\w+\b", body))
-        model.depends_on = (words & names) - {model.name}
+        rendered = render(model.sql, where=model.path, macros=macros, models=names)
+        model.depends_on = rendered.refs - {model.name}
+        model.materialized = rendered.materialized or "view"
+        # a model named without ref() would build here in luck's order and not at all in dbt
+        body = "\n".join(ln for ln in rendered.sql.splitlines() if not ln.lstrip().startswith("--"))
+        bare = (set(re.findall(r"\b\w+\b", body)) & names) - rendered.refs - {model.name}
+        if bare:
+            listed = ", ".join(f"{{{{ ref('{n}') }}}}" for n in sorted(bare))
+            raise ConfigError(f"{model.path}: name the models it reads as {listed}")
     sorter = graphlib.TopologicalSorter({m.name: m.depends_on for m in models.values()})
     try:
         order = list(sorter.static_order())
@@ -124,6 +129,7 @@ def build(
     if not root.is_dir():
         raise ConfigError(f"{root}: no models directory (expected sql/staging, sql/marts, ...)")
     models = load_models(root)
+    macros = load_macros(root)
     started = time.perf_counter()
     target = Path(db_path)
     # Built into a fresh file, then renamed over the target: readers of the warehouse see the
@@ -135,17 +141,17 @@ def build(
     done: list[tuple[Model, int, float]] = []
     try:
         words = glossary(root)
-        for name, table in dim_tables(fleet).items():
-            con.register(f"__{name}", table)
-            _run(con, f"create or replace table {name} as select * from __{name}")
-            con.unregister(f"__{name}")
-            _run(con, f"comment on table {name} is {_quote(DIM_DOCS[name])}")
-            _document_rest(con, name, words)
+        write_dims(con, fleet, words)
         for i, model in enumerate(models):
             if progress is not None:
                 progress(model, i, len(models))
             t0 = time.perf_counter()
-            sql = _SOURCE.sub(lambda m: _source(con, lake, m[1], m[2]), model.sql)
+            sql = render(
+                model.sql,
+                where=model.path,
+                macros=macros,
+                source=lambda layer, name: _source(con, lake, layer, name),
+            ).sql
             body = sql.strip().rstrip(";")
             try:
                 _run(con, f"create or replace {model.materialized} {model.name} as\n{body}")
@@ -164,8 +170,40 @@ def build(
     return BuildResult(done, time.perf_counter() - started)
 
 
+def write_dims(con: duckdb.DuckDBPyConnection, fleet: Fleet, words: dict[str, str]) -> None:
+    """The dim_ tables of the fleet file, documented (what `source('fleet', ...)` reads)."""
+    for name, table in dim_tables(fleet).items():
+        con.register(f"__{name}", table)
+        _run(con, f"create or replace table {name} as select * from __{name}")
+        con.unregister(f"__{name}")
+        _run(con, f"comment on table {name} is {_quote(DIM_DOCS[name])}")
+        _document_rest(con, name, words)
+
+
+def build_dims(fleet: Fleet, db_path: Path | str, *, models_dir: Path | None = None) -> list[str]:
+    """Write (or replace) only the dim_ tables into `db_path`, for a `dbt build` to read as the
+    `fleet` source; returns their names. The rest of the file is left as it is."""
+    root = models_dir or sql_dir()
+    target = Path(db_path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        con = duckdb.connect(str(target))
+    except duckdb.Error as exc:
+        raise ConfigError(f"{target}: cannot open the warehouse: {exc}") from exc
+    try:
+        write_dims(con, fleet, glossary(root))
+    finally:
+        con.close()
+    return list(DIM_DOCS)
+
+
 def _source(con: duckdb.DuckDBPyConnection, lake: Lake, layer: str, dataset: str) -> str:
-    """SQL for a lake dataset: its files, or an empty table of its schema if it has none."""
+    """SQL for a lake dataset: its files, or an empty table of its schema if it has none; for a
+    fleet source, its dim_ table."""
+    if layer == FLEET_SOURCE:
+        if dataset not in DIM_DOCS:
+            raise ConfigError(f"source('{layer}', '{dataset}') is not a dim_ table of the fleet")
+        return dataset
     spec = BY_NAME.get(dataset)
     if spec is None or spec.layer != layer:
         raise ConfigError(f"source('{layer}', '{dataset}') is not a lake dataset")
@@ -196,15 +234,20 @@ DIM_DOCS = {
 }
 
 
+def read_yaml(path: Path) -> Any:
+    """A YAML file of sql/ (empty: {}); invalid YAML is an error naming the file."""
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+
+
 def glossary(root: Path) -> dict[str, str]:
     """`sql/columns.yml`: default comments by column name."""
     path = root / "columns.yml"
     if not path.exists():
         return {}
-    try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    loaded = read_yaml(path)
     if not isinstance(loaded, dict):
         raise ConfigError(f"{path}: expected a mapping of column name to description")
     return {str(k): str(v) for k, v in loaded.items()}

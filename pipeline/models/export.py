@@ -15,8 +15,8 @@ without a usable meter (node IT x design PUE). `export roi` writes `fct_roi_site
 `xlsx` writes one sheet with a bold header row, frozen panes (header row and the key columns),
 numbers as numbers with a fixed number format (`0.000000` for decimals, `0` for integers) and
 dates as dates. `focus` (chargeback only) writes a FinOps FOCUS 1.2 cost-and-usage CSV, see
-`FOCUS_COLUMNS`. Every file is written next to its destination and renamed into place, so a
-reader never sees half of it.
+`FOCUS_COLUMNS`, read from the mart `fct_focus_chargeback_monthly`. Every file is written next
+to its destination and renamed into place, so a reader never sees half of it.
 """
 
 from __future__ import annotations
@@ -118,103 +118,59 @@ ROI_COLUMNS: tuple[tuple[str, str], ...] = (
 )
 
 # --- FinOps FOCUS 1.2 -----------------------------------------------------------------------
-# One FOCUS row per chargeback row (team x site x local month, plus the __idle__ row when the
-# idle policy keeps it and the __shared__ row when the shared policy does), so BilledCost
-# reconciles 1:1 with `total_usd` of the chargeback file, and per site-month with the facility
-# meter as the mart does; the cost components (energy, carbon, capex, opex) ride along as x_
-# columns rather than as rows of their own, so the x_ energy and carbon columns are never
-# double counted by a SUM.
-# The four cost columns are all `total_usd`: an internal chargeback has no list price, no
-# negotiated discount and no commitment, and capex is already amortized by month, so list,
-# contracted, effective (amortized) and billed cost coincide. The charge and billing periods
-# are the site-local calendar month as UTC instants, end exclusive (FOCUS date/time format
-# YYYY-MM-DDTHH:mm:ssZ). Pricing and consumed quantity are the row's facility kWh: capex and
-# opex are shared by facility energy and energy cost follows it, so it is the charge's driver.
-# The __idle__ and __shared__ rows have no cost center: both are billed to FOCUS_UNALLOCATED,
-# told apart by BillingAccountName, SubAccountName and ChargeDescription. The shared row is the
-# metered IT load no server reported (switches, storage, PDU losses) and its overhead;
-# x_SharedFacilityEnergyKwh is that energy in any row (the teams' part of it under the weighted
-# or even shared policy), x_DesignPueFacilityEnergyKwh the part of a row's facility energy from
-# minutes without a usable facility meter (node IT x design PUE), and x_IdlePolicy and
-# x_SharedPolicy the fleet settings that produced the rows.
-# Conditional FOCUS columns that do not apply (commitment discounts, capacity reservations,
-# SKUs and unit prices, resources, tags, pricing currency) are left out; none is mandatory.
+# The projection is a model, `sql/marts/fct_focus_chargeback_monthly.sql` (one FOCUS row per
+# chargeback row; its header says how each column is made); the export reads one month of it
+# by the names below, FOCUS columns in alphabetical order, then the custom x_ columns.
 FOCUS_OPERATOR = "Micro-DC Operations"  # InvoiceIssuerName, ProviderName and PublisherName
 FOCUS_UNALLOCATED = "UNALLOCATED"  # BillingAccountId of the __idle__ and __shared__ rows
-_TS = "'%Y-%m-%dT%H:%M:%SZ'"
-_IDLE = "team = '__idle__'"
-_SHARED = "team = '__shared__'"
-_DESCRIPTION = (
-    f"case when {_IDLE} then 'Idle capacity of micro data center ' || site_id || ' ('"
-    " || city || '), ' || strftime(local_month, '%Y-%m') || ', not attributed to a team"
-    " (idle policy ' || idle_policy || '): energy, carbon, capex and opex'"
-    f" when {_SHARED} then 'Shared infrastructure of micro data center ' || site_id || ' ('"
-    " || city || '), ' || strftime(local_month, '%Y-%m') || ': metered IT load no server"
-    " reported (network, storage, power distribution) and its cooling overhead, not attributed"
-    " to a team (shared policy ' || shared_policy || '): energy, carbon, capex and opex'"
-    " else 'Chargeback of team ' || team || ' at micro data center ' || site_id || ' ('"
-    " || city || '), ' || strftime(local_month, '%Y-%m') || ': shares of energy, carbon,"
-    " capex and opex (idle policy ' || idle_policy || ', shared policy ' || shared_policy"
-    " || ')' end"
-)
-# (column, SQL expression over the charges CTE of `_focus_query`): FOCUS columns in
-# alphabetical order, then the custom x_ columns
-FOCUS_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("BilledCost", _dec("total_usd")),
-    ("BillingAccountId", f"coalesce(cost_center, {_lit(FOCUS_UNALLOCATED)})"),
-    (
-        "BillingAccountName",
-        f"case when {_SHARED} then 'Unallocated shared infrastructure'"
-        " when cost_center is null then 'Unallocated idle capacity'"
-        " else 'Cost center ' || cost_center end",
-    ),
-    ("BillingAccountType", "'Cost center'"),
-    ("BillingCurrency", "currency"),
-    ("BillingPeriodEnd", f"strftime(period_end, {_TS})"),
-    ("BillingPeriodStart", f"strftime(period_start, {_TS})"),
-    ("ChargeCategory", "'Usage'"),
-    ("ChargeClass", "cast(null as varchar)"),
-    ("ChargeDescription", _DESCRIPTION),
-    ("ChargeFrequency", "'Usage-Based'"),
-    ("ChargePeriodEnd", f"strftime(period_end, {_TS})"),
-    ("ChargePeriodStart", f"strftime(period_start, {_TS})"),
-    ("ConsumedQuantity", _dec("facility_energy_kwh")),
-    ("ConsumedUnit", "'kWh'"),
-    ("ContractedCost", _dec("total_usd")),
-    ("EffectiveCost", _dec("total_usd")),
-    ("InvoiceIssuerName", _lit(FOCUS_OPERATOR)),
-    ("ListCost", _dec("total_usd")),
-    ("PricingCategory", "'Standard'"),
-    ("PricingQuantity", _dec("facility_energy_kwh")),
-    ("PricingUnit", "'kWh'"),
-    ("ProviderName", _lit(FOCUS_OPERATOR)),
-    ("PublisherName", _lit(FOCUS_OPERATOR)),
-    ("RegionId", "site_id"),
-    ("RegionName", "city"),
-    ("ServiceCategory", "'Compute'"),
-    ("ServiceName", "'Micro data center ' || site_id"),
-    ("SubAccountId", "team"),
-    (
-        "SubAccountName",
-        f"case when {_IDLE} then 'Idle capacity'"
-        f" when {_SHARED} then 'Shared infrastructure' else team end",
-    ),
-    ("SubAccountType", "'Team'"),
-    ("x_LocalMonth", "strftime(local_month, '%Y-%m')"),
-    ("x_Requests", "cast(requests as bigint)"),
-    ("x_ItEnergyKwh", _dec("it_energy_kwh")),
-    ("x_FacilityEnergyKwh", _dec("facility_energy_kwh")),
-    ("x_IdleFacilityEnergyKwh", _dec("idle_facility_energy_kwh")),
-    ("x_SharedFacilityEnergyKwh", _dec("shared_facility_energy_kwh")),
-    ("x_DesignPueFacilityEnergyKwh", _dec("design_pue_facility_energy_kwh")),
-    ("x_OperationalKgCO2e", _dec("operational_kgco2e")),
-    ("x_EmbodiedKgCO2e", _dec("embodied_kgco2e")),
-    ("x_EnergyCostUsd", _dec("energy_cost_usd")),
-    ("x_CarbonCostUsd", _dec("carbon_cost_usd")),
-    ("x_CapexShareUsd", _dec("capex_share_usd")),
-    ("x_OpexShareUsd", _dec("opex_share_usd")),
-    ("x_IdlePolicy", "idle_policy"),
-    ("x_SharedPolicy", "shared_policy"),
+FOCUS_MART = "fct_focus_chargeback_monthly"
+FOCUS_COLUMNS: tuple[str, ...] = (
+    "BilledCost",
+    "BillingAccountId",
+    "BillingAccountName",
+    "BillingAccountType",
+    "BillingCurrency",
+    "BillingPeriodEnd",
+    "BillingPeriodStart",
+    "ChargeCategory",
+    "ChargeClass",
+    "ChargeDescription",
+    "ChargeFrequency",
+    "ChargePeriodEnd",
+    "ChargePeriodStart",
+    "ConsumedQuantity",
+    "ConsumedUnit",
+    "ContractedCost",
+    "EffectiveCost",
+    "InvoiceIssuerName",
+    "ListCost",
+    "PricingCategory",
+    "PricingQuantity",
+    "PricingUnit",
+    "ProviderName",
+    "PublisherName",
+    "RegionId",
+    "RegionName",
+    "ServiceCategory",
+    "ServiceName",
+    "SubAccountId",
+    "SubAccountName",
+    "SubAccountType",
+    "x_LocalMonth",
+    "x_Requests",
+    "x_ItEnergyKwh",
+    "x_FacilityEnergyKwh",
+    "x_IdleFacilityEnergyKwh",
+    "x_SharedFacilityEnergyKwh",
+    "x_DesignPueFacilityEnergyKwh",
+    "x_OperationalKgCO2e",
+    "x_EmbodiedKgCO2e",
+    "x_EnergyCostUsd",
+    "x_CarbonCostUsd",
+    "x_CapexShareUsd",
+    "x_OpexShareUsd",
+    "x_IdlePolicy",
+    "x_SharedPolicy",
 )
 
 
@@ -230,19 +186,10 @@ def _select(columns: tuple[tuple[str, str], ...]) -> str:
 
 
 def _focus_query(first_day: str) -> str:
-    # the site-local month [start, next start) as UTC timestamps (DST-aware, via ICU)
-    charges = (
-        "select c.*, s.city, f.currency,"
-        " timezone('UTC', timezone(s.timezone, cast(c.local_month as timestamp)))"
-        " as period_start,"
-        " timezone('UTC', timezone(s.timezone,"
-        " cast(c.local_month + interval 1 month as timestamp))) as period_end"
-        " from fct_chargeback_monthly as c join dim_site as s using (site_id)"
-        f" cross join dim_fleet as f where c.local_month = date '{first_day}'"
-    )
+    columns = ", ".join(f'"{name}"' for name in FOCUS_COLUMNS)
     return (
-        f"with charges as ({charges})"
-        f" select {_select(FOCUS_COLUMNS)} from charges order by site_id, team"
+        f"select {columns} from {FOCUS_MART}"
+        f" where x_LocalMonth = {_lit(first_day[:7])} order by RegionId, SubAccountId"
     )
 
 
@@ -254,8 +201,7 @@ def export_chargeback(
     if fmt not in CHARGEBACK_FORMATS:
         raise ConfigError(f"--format {fmt!r}: expected one of {', '.join(CHARGEBACK_FORMATS)}")
     if fmt == "focus":
-        query = _focus_query(first_day)
-        return _export(db_path, query, "csv", out, table="fct_chargeback_monthly")
+        return _export(db_path, _focus_query(first_day), "csv", out, table=FOCUS_MART)
     query = (
         f"select {_select(CHARGEBACK_COLUMNS)} from fct_chargeback_monthly"
         f" where local_month = date '{first_day}' order by site_id, team"

@@ -1,5 +1,8 @@
 """Reconciliation invariants of the warehouse, computed in DuckDB SQL on all rows.
 
+The queries are the macros of `sql/macros/invariants.sql`, which dbt's singular tests
+(`sql/tests/`) use too: one home for what "reconciles" means.
+
 `reconcile` returns small (invariant, site_id, month, expected, actual, tolerance, ok, detail)
 rows; `reconciliation_frame` makes them the frame the `reconciliation.invariants` suite
 validates. Per node-minute, the stream's energy (all services plus `__idle__`) equals the bronze
@@ -19,7 +22,9 @@ from typing import Any
 
 import duckdb
 
+from pipeline.models.jinja import load_macros, render
 from pipeline.quality.suites import CHARGEBACK, COST_PARTS
+from pipeline.resources import sql_dir
 
 #: Per node-minute stream vs bronze energy (the stream sums integer micro-Wh, SQL sums floats).
 CONSERVATION_TOLERANCE_WH = 1e-5
@@ -27,127 +32,17 @@ CONSERVATION_TOLERANCE_WH = 1e-5
 RECONCILE_ABS_TOLERANCE = 1e-6
 RECONCILE_REL_TOLERANCE = 1e-9
 
-_LOCAL_MONTH = "cast(date_trunc('month', timezone(d.timezone, {ts})) as date)"
 
-_CONSERVATION_SQL = f"""
-with stream as (
-    select node_id, site_id, window_start, sum(it_energy_wh) as wh
-    from stg_energy_minutes
-    group by all
-),
-joined as (
-    select
-        s.site_id,
-        {_LOCAL_MONTH.format(ts="s.window_start")} as month,
-        b.it_energy_wh as expected,
-        s.wh as actual
-    from stream as s
-    join int_node_energy_minutes_from_bronze as b using (node_id, window_start)
-    join dim_site as d on d.site_id = s.site_id
-)
-select
-    site_id,
-    month,
-    sum(expected) as expected,
-    sum(actual) as actual,
-    count(*) as compared,
-    count(*) filter (where not abs(actual - expected) <= {CONSERVATION_TOLERANCE_WH}) as mismatched,
-    max(abs(actual - expected)) as worst
-from joined
-group by all
-order by site_id, month
-"""
-
-# What the chargeback must add up to, from the facility meter itself (silver site minutes), not
-# from the attributed rows it is built from: per site and site-local month, the meter's facility
-# kWh over the minutes it metered (`pue_source = 'metered'`), plus node IT x design PUE over the
-# minutes without a usable meter; and the energy cost of that energy, grid share only, at the
-# local tariff of each minute (what the utility bills). The calendar and the tariff of a
-# site-minute come from int_site_minute_prices, the one home of both; sites missing from
-# dim_site are dropped there, as in the mart.
-_METER_SQL = """
-with minutes as (
-    select
-        m.site_id,
-        p.local_month as month,
-        m.pue_source = 'metered' as metered,
-        case
-            when m.pue_source = 'metered' then m.metered_facility_energy_wh
-            else m.node_it_energy_wh * m.pue
-        end / 1000 as kwh,
-        least(greatest(coalesce(m.renewable_share, 0), 0), 1) as renewable_share,
-        p.usd_per_kwh
-    from stg_site_minutes as m
-    join int_site_minute_prices as p using (site_id, window_start)
-)
-select
-    site_id,
-    month,
-    coalesce(sum(kwh) filter (where metered), 0) as meter_kwh,
-    coalesce(sum(kwh) filter (where not metered), 0) as design_kwh,
-    count(*) filter (where not metered) as design_minutes,
-    sum(kwh * (1 - renewable_share) * usd_per_kwh) as cost_usd
-from minutes
-group by all
-"""
-
-_CHARGEBACK_METER_SQL = f"""
-with meter as ({_METER_SQL}),
-mart as (
-    select
-        site_id,
-        local_month as month,
-        sum(facility_energy_kwh) as kwh,
-        sum(energy_cost_usd) as cost_usd
-    from {CHARGEBACK}
-    group by all
-)
-select
-    site_id,
-    month,
-    meter.meter_kwh,
-    meter.design_kwh,
-    meter.design_minutes,
-    meter.meter_kwh + meter.design_kwh as expected_kwh,
-    mart.kwh as actual_kwh,
-    meter.cost_usd as expected_usd,
-    mart.cost_usd as actual_usd
-from meter
-full join mart using (site_id, month)
-order by site_id, month
-"""
-
-# A valid meter whose IT reading is below the node sum (meter drift, a node outside the meter):
-# the chargeback follows the meter's facility energy there; the minutes are reported.
-_METER_BELOW_NODES_SQL = """
-select
-    m.site_id,
-    p.local_month as month,
-    count(*) as minutes,
-    sum(m.nodes_over_meter_it_wh) / 1000 as kwh
-from int_site_meter_minutes as m
-join int_site_minute_prices as p using (site_id, window_start)
-where m.meter_status = 'meter_below_nodes'
-group by all
-order by all
-"""
-
-_CHARGEBACK_TOTAL_SQL = f"""
-select
-    site_id,
-    local_month as month,
-    sum({" + ".join(COST_PARTS)}) as expected,
-    sum(total_usd) as actual,
-    count(*) as rows,
-    count(*) filter (
-        where not abs(total_usd - ({" + ".join(COST_PARTS)}))
-            <= {RECONCILE_ABS_TOLERANCE}
-            + {RECONCILE_REL_TOLERANCE} * abs({" + ".join(COST_PARTS)})
-    ) as mismatched
-from {CHARGEBACK}
-group by all
-order by site_id, month
-"""
+def invariant_sql(call: str) -> str:
+    """The SQL of one invariant macro of `sql/macros/invariants.sql` (the home they share with
+    dbt's singular tests), e.g. `invariant_sql("meter_below_nodes()")`."""
+    root = sql_dir()
+    return render(
+        "{{ " + call + " }}",
+        where=f"sql/macros/invariants.sql: {call}",
+        macros=load_macros(root),
+        source=lambda _layer, name: name,  # the dim_ tables of the fleet source are in main
+    ).sql
 
 
 @dataclass
@@ -188,7 +83,7 @@ def reconcile(
     name = "node_minute_energy_conservation"
     try:
         for site, month, expected, actual, compared, mismatched, worst in con.execute(
-            _CONSERVATION_SQL
+            invariant_sql(f"node_energy_conservation({CONSERVATION_TOLERANCE_WH!r})")
         ).fetchall():
             rows.append(
                 InvariantRow(
@@ -231,9 +126,10 @@ def reconcile(
         rows.append(
             InvariantRow.failed("chargeback_facility_kwh_equals_meter", f"cannot compute: {exc}")
         )
-    for site, month, expected, actual, n, mismatched in con.execute(
-        _CHARGEBACK_TOTAL_SQL
-    ).fetchall():
+    total_sql = invariant_sql(
+        f"chargeback_total_against_parts({RECONCILE_ABS_TOLERANCE!r}, {RECONCILE_REL_TOLERANCE!r})"
+    )
+    for site, month, expected, actual, n, mismatched in con.execute(total_sql).fetchall():
         ok, tol = _close(expected, actual)
         rows.append(
             InvariantRow(
@@ -265,7 +161,7 @@ def _meter_rows(con: duckdb.DuckDBPyConnection, notes: list[str]) -> list[Invari
         actual,
         expected_usd,
         actual_usd,
-    ) in con.execute(_CHARGEBACK_METER_SQL).fetchall():
+    ) in con.execute(invariant_sql("chargeback_against_meter()")).fetchall():
         ok, tol = _close(expected, actual)
         design = (
             f" + design PUE {_num(design_kwh)} kWh over {design_minutes:,} unmetered minutes"
@@ -299,7 +195,7 @@ def _meter_rows(con: duckdb.DuckDBPyConnection, notes: list[str]) -> list[Invari
                 f"{_num(expected_usd)} USD, chargeback energy cost {_num(actual_usd)} USD",
             )
         )
-    for site, month, minutes, kwh in con.execute(_METER_BELOW_NODES_SQL).fetchall():
+    for site, month, minutes, kwh in con.execute(invariant_sql("meter_below_nodes()")).fetchall():
         notes.append(
             f"{site} {_month(month)}: {minutes:,} minute(s) whose facility meter's IT reading is "
             f"below the node sum by {_num(kwh)} kWh (meter drift, or a node outside the meter); "

@@ -20,15 +20,15 @@
 with
 
 energy as (
-    select * from stg_energy_minutes
+    select * from {{ ref('stg_energy_minutes') }}
 ),
 
 meters as (
-    select * from int_site_meter_minutes
+    select * from {{ ref('int_site_meter_minutes') }}
 ),
 
 prices as (
-    select * from int_site_minute_prices
+    select * from {{ ref('int_site_minute_prices') }}
 ),
 
 node_rows as (

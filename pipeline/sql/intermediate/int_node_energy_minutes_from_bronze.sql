@@ -8,7 +8,7 @@
 with
 
 samples as (
-    select * from stg_node_telemetry
+    select * from {{ ref('stg_node_telemetry') }}
 ),
 
 split as (

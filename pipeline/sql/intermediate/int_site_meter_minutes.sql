@@ -1,5 +1,4 @@
 -- Grain: one row per site x UTC minute (natural key `key`, as stg_site_minutes).
--- @materialized: table
 -- What the facility meter says about each site-minute, and how the chargeback must follow it.
 -- The stream charges each node row its IT energy x PUE (facility / metered IT). The metered IT
 -- load no node reported (switches, routers, storage, PDU losses) and its share of the overhead
@@ -20,14 +19,16 @@
 -- @column node_facility_scale: factor on the node rows' facility energy and operational carbon (below 1 only for meter_below_nodes)
 -- @column nodes_over_meter_it_wh: node IT energy above the meter's IT reading, Wh (meter_below_nodes only)
 -- @column billed_facility_energy_wh: the meter's facility energy, or node IT x design PUE where no meter counts
+{{ config(materialized='table') }}
+
 with
 
 site_minutes as (
-    select * from stg_site_minutes
+    select * from {{ ref('stg_site_minutes') }}
 ),
 
 fleet as (
-    select onsite_renewable_gco2e_per_kwh from dim_fleet
+    select onsite_renewable_gco2e_per_kwh from {{ source('fleet', 'dim_fleet') }}
 ),
 
 classified as (

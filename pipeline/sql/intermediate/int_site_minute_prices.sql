@@ -1,23 +1,24 @@
 -- Grain: one row per site x UTC minute with energy or site data (sites of dim_site only).
--- @materialized: table
 -- The site-local calendar and the tariff of a site-minute, in one place: the chargeback's rows
 -- and the meter reconciliation price the same minute alike. A local time before the day's
 -- first tariff period takes the last period's price (a period runs until the next one starts,
 -- wrapping past midnight).
+{{ config(materialized='table') }}
+
 with
 
 minutes as (
-    select site_id, window_start from stg_site_minutes
+    select site_id, window_start from {{ ref('stg_site_minutes') }}
     union
-    select site_id, window_start from stg_energy_minutes
+    select site_id, window_start from {{ ref('stg_energy_minutes') }}
 ),
 
 sites as (
-    select site_id, timezone from dim_site
+    select site_id, timezone from {{ source('fleet', 'dim_site') }}
 ),
 
 tariffs as (
-    select * from dim_tariff
+    select * from {{ source('fleet', 'dim_tariff') }}
 ),
 
 localized as (

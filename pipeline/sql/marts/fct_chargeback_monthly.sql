@@ -41,26 +41,28 @@
 -- @column cost_per_1k_requests: total_usd / requests x 1000 (null without requests)
 -- @column minutes_present: minutes of the local month with energy data for the site
 -- @column minutes_in_month: minutes in the site-local calendar month
+{{ config(materialized='table') }}
+
 with
 
 costed as (
-    select * from int_energy_costed_minutes
+    select * from {{ ref('int_energy_costed_minutes') }}
 ),
 
 sites as (
-    select * from dim_site
+    select * from {{ source('fleet', 'dim_site') }}
 ),
 
 nodes as (
-    select * from dim_node
+    select * from {{ source('fleet', 'dim_node') }}
 ),
 
 teams as (
-    select * from dim_team
+    select * from {{ source('fleet', 'dim_team') }}
 ),
 
 fleet as (
-    select carbon_price_usd_per_tonne, idle_policy, shared_policy from dim_fleet
+    select carbon_price_usd_per_tonne, idle_policy, shared_policy from {{ source('fleet', 'dim_fleet') }}
 ),
 
 team_months as (

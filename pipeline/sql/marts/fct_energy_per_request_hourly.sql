@@ -9,14 +9,16 @@
 -- @column gco2e_per_request: (operational + embodied gCO2e) / requests: SCI per request
 -- @column latency_p50_ms: median latency of the hour's requests (exact, from the request logs)
 -- @column latency_p95_ms: 95th percentile latency of the hour's requests (exact)
+{{ config(materialized='table') }}
+
 with
 
 energy as (
-    select * from stg_energy_minutes
+    select * from {{ ref('stg_energy_minutes') }}
 ),
 
 requests as (
-    select * from stg_request_log
+    select * from {{ ref('stg_request_log') }}
 ),
 
 energy_hourly as (

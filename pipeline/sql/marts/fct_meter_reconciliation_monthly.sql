@@ -21,19 +21,21 @@
 -- @column chargeback_facility_energy_kwh: facility energy of fct_chargeback_monthly's rows, kWh
 -- @column difference_kwh: chargeback - expected, kWh
 -- @column shared_pct: shared facility energy / expected facility energy x 100
+{{ config(materialized='table') }}
+
 with
 
 meters as (
-    select * from int_site_meter_minutes
+    select * from {{ ref('int_site_meter_minutes') }}
 ),
 
 prices as (
-    select site_id, window_start, local_month from int_site_minute_prices
+    select site_id, window_start, local_month from {{ ref('int_site_minute_prices') }}
 ),
 
 chargeback as (
     select site_id, local_month, sum(facility_energy_kwh) as kwh
-    from fct_chargeback_monthly
+    from {{ ref('fct_chargeback_monthly') }}
     group by all
 ),
 

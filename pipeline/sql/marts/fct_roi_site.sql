@@ -38,34 +38,36 @@
 -- @column capacity_monthly_savings_usd: cloud_capacity_usd_per_month - operating_usd_per_month
 -- @column capacity_payback_months: investment / capacity monthly savings (null when there are none)
 -- @column capacity_roi_12m_pct: (12 x capacity monthly savings - investment) / investment x 100
+{{ config(materialized='table') }}
+
 with
 
 energy as (
-    select * from stg_energy_minutes
+    select * from {{ ref('stg_energy_minutes') }}
 ),
 
 requests as (
-    select * from stg_request_log
+    select * from {{ ref('stg_request_log') }}
 ),
 
 chargeback as (
-    select * from fct_chargeback_monthly
+    select * from {{ ref('fct_chargeback_monthly') }}
 ),
 
 costed as (
-    select * from int_energy_costed_minutes
+    select * from {{ ref('int_energy_costed_minutes') }}
 ),
 
 sites as (
-    select * from dim_site
+    select * from {{ source('fleet', 'dim_site') }}
 ),
 
 nodes as (
-    select * from dim_node
+    select * from {{ source('fleet', 'dim_node') }}
 ),
 
 services as (
-    select * from dim_service
+    select * from {{ source('fleet', 'dim_service') }}
 ),
 
 work as (

@@ -10,14 +10,16 @@
 -- @column wue_l_per_kwh: water litres / IT kWh (null without a water meter)
 -- @column renewable_share: on-site renewable energy / facility energy
 -- @column coverage: mean share of node-minutes with telemetry
+{{ config(materialized='table') }}
+
 with
 
 minutes as (
-    select * from stg_site_minutes
+    select * from {{ ref('stg_site_minutes') }}
 ),
 
 sites as (
-    select site_id, timezone from dim_site
+    select site_id, timezone from {{ source('fleet', 'dim_site') }}
 ),
 
 localized as (

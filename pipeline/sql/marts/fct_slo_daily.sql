@@ -7,10 +7,12 @@
 -- @column latency_budget_remaining: latency error budget left over the SLO period, end of day
 -- @column worst_availability_burn: highest availability burn rate of any window in the day
 -- @column worst_latency_burn: highest latency burn rate of any window in the day
+{{ config(materialized='table') }}
+
 with
 
 burn as (
-    select * from stg_slo_burn
+    select * from {{ ref('stg_slo_burn') }}
 ),
 
 daily as (

@@ -10,9 +10,7 @@ source as (
 ),
 
 deduplicated as (
-    select *
-    from source
-    qualify row_number() over (partition by node_id, observed_at order by _partition, _offset) = 1
+    {{ dedup('source', 'node_id, observed_at', order_by='_partition, _offset') }}
 ),
 
 final as (

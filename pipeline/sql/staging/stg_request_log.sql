@@ -10,9 +10,7 @@ source as (
 ),
 
 deduplicated as (
-    select *
-    from source
-    qualify row_number() over (partition by request_id order by _partition, _offset) = 1
+    {{ dedup('source', 'request_id', order_by='_partition, _offset') }}
 ),
 
 final as (

@@ -9,9 +9,7 @@ source as (
 ),
 
 deduplicated as (
-    select *
-    from source
-    qualify row_number() over (partition by key order by _kafka_timestamp, _partition, _offset) = 1
+    {{ dedup('source', 'key') }}
 ),
 
 final as (

@@ -216,25 +216,27 @@ def test_models_are_ordered_by_reference_and_cycles_are_refused(tmp_path: Path) 
     root = tmp_path / "sql"
     (root / "staging").mkdir(parents=True)
     (root / "marts").mkdir()
-    (root / "staging" / "stg_b.sql").write_text("select * from stg_a")
+    (root / "staging" / "stg_b.sql").write_text("select * from {{ ref('stg_a') }}")
     (root / "staging" / "stg_a.sql").write_text("-- Grain: x\nselect 1 as x")
-    (root / "marts" / "fct_c.sql").write_text("select * from stg_b")
+    (root / "marts" / "fct_c.sql").write_text("select * from {{ ref('stg_b') }}")
     assert [m.name for m in load_models(root)] == ["stg_a", "stg_b", "fct_c"]
-    (root / "staging" / "stg_a.sql").write_text("select * from fct_c")
+    (root / "staging" / "stg_a.sql").write_text("select * from {{ ref('fct_c') }}")
     with pytest.raises(PipelineError, match="cycle"):
         load_models(root)
 
 
-def test_a_materialized_line_overrides_the_layers_kind(tmp_path: Path) -> None:
+def test_config_materialized_makes_a_table_and_a_view_is_the_default(tmp_path: Path) -> None:
     root = tmp_path / "sql"
     (root / "intermediate").mkdir(parents=True)
     (root / "marts").mkdir()
     (root / "intermediate" / "int_a.sql").write_text(
-        "-- Grain: one row.\n-- @materialized: table\n-- @column x: a number\nselect 1 as x"
+        "-- Grain: one row.\n-- @column x: a number\n{{ config(materialized='table') }}\n"
+        "select 1 as x"
     )
     (root / "intermediate" / "int_b.sql").write_text("-- @column x: a number\nselect 2 as x")
     (root / "marts" / "fct_c.sql").write_text(
-        "-- @materialized: view\n-- @column x: a number\nselect x from int_a"
+        "-- @column x: a number\n{{ config(materialized='view') }}\n"
+        "select x from {{ ref('int_a') }}"
     )
     models = {m.name: m for m in load_models(root)}
     assert {n: m.materialized for n, m in models.items()} == {
@@ -242,7 +244,7 @@ def test_a_materialized_line_overrides_the_layers_kind(tmp_path: Path) -> None:
         "int_b": "view",
         "fct_c": "view",
     }
-    assert models["int_a"].description == "Grain: one row."  # the line is not prose
+    assert models["int_a"].description == "Grain: one row."
     db = tmp_path / "w.duckdb"
     build(Lake(tmp_path / "lake"), load_fleet(), db, models_dir=root)
     with duckdb.connect(str(db), read_only=True) as con:

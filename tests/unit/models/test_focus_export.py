@@ -233,7 +233,7 @@ def test_focus_rows_carry_every_mandatory_column_and_the_chargeback_totals(
 ) -> None:
     rows = read_csv(focus_csv)
     header = list(rows[0])
-    assert header == [name for name, _ in FOCUS_COLUMNS]
+    assert header == list(FOCUS_COLUMNS)
     assert set(header) >= FOCUS_12_MANDATORY
     assert all(not h.startswith("x_") or h[2:3].isupper() for h in header)
     # one row per team x site, ordered by site and team: bog1's four rows, then sao1's idle row
