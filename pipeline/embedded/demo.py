@@ -249,15 +249,14 @@ def _run_checks(db: str, docs: str) -> Any:
 
 def _exports(db: Path, folder: Path) -> dict[str, Path]:
     """Chargeback per month of the run (CSV, FOCUS 1.2, Excel) and the ROI table (CSV)."""
+    from pipeline.models.analyses import analysis_sql
     from pipeline.models.export import export_chargeback, export_roi
 
     folder.mkdir(parents=True, exist_ok=True)
     with duckdb.connect(str(db), read_only=True) as con:
         months = [
             m.strftime("%Y-%m")
-            for (m,) in con.execute(
-                "select distinct local_month from fct_chargeback_monthly order by 1"
-            ).fetchall()
+            for (m,) in con.execute(analysis_sql("chargeback_months")).fetchall()
         ]
     paths: dict[str, Path] = {}
     for month in months:

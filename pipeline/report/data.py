@@ -259,7 +259,7 @@ def _read(con: duckdb.DuckDBPyConnection, db: Path) -> ReportData:
         site_days=q.all("fct_site_efficiency_daily", "report_site_days", SiteDay),
         slo=q.all("fct_slo_daily", "report_slo", SloStatus),
         charges=q.all("fct_chargeback_monthly", "report_charges", Charge),
-        months=[m.month for m in q.all("fct_chargeback_monthly", "report_months", _Month)],
+        months=[m.month for m in q.all("fct_chargeback_monthly", "chargeback_months", _Month)],
         roi=q.all("fct_roi_site", "report_roi", Roi),
     )
 
