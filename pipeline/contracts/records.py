@@ -110,11 +110,14 @@ class NodeSample(msgspec.Struct, frozen=True, kw_only=True):
     node_id: Id
     interval_s: IntervalS
     power_w: NodePowerW
-    cpu_util: Fraction
-    inlet_temp_c: TempC
-    outlet_temp_c: TempC
-    net_rx_bytes: IntervalBytes
-    net_tx_bytes: IntervalBytes
+    #: None where no source reports it (a BMC gives power and temperatures, not utilisation):
+    #: collectors never invent a reading. Optional since issue 14; records that carry them are
+    #: unchanged.
+    cpu_util: Fraction | None = None
+    inlet_temp_c: TempC | None = None
+    outlet_temp_c: TempC | None = None
+    net_rx_bytes: IntervalBytes | None = None
+    net_tx_bytes: IntervalBytes | None = None
     gpu_util: Fraction | None = None
     mem_util: Fraction | None = None
 

@@ -242,8 +242,9 @@ class NodeStage:
                 acc = self.state.minutes[minute].nodes[node.node_id] = NodeAcc()
             acc.energy_uwh += uwh
             acc.covered_ms += covered
-            if acc.max_inlet_c is None or sample.inlet_temp_c > acc.max_inlet_c:
-                acc.max_inlet_c = sample.inlet_temp_c
+            inlet = sample.inlet_temp_c
+            if inlet is not None and (acc.max_inlet_c is None or inlet > acc.max_inlet_c):
+                acc.max_inlet_c = inlet
             if minute == end_minute:
                 acc.sample_ends.append(observed_ms)
         start_ms = observed_ms - round(sample.interval_s * 1000)

@@ -355,3 +355,37 @@ def test_any_interleaving_of_the_two_streams_gives_identical_minutes(
             side = not side
         merged.append(streams[side].pop(0))
     assert run(merged) == run(records)
+
+
+def test_a_sample_with_power_alone_counts_its_energy_and_no_temperature() -> None:
+    """A BMC-only node (issue 14): power, no utilisation, temperatures or network bytes."""
+    node_id = partition_nodes(0)[0]
+    node = fleet().node_by_id[node_id]
+    wire = msgspec.json.encode(
+        {
+            "observed_at": "2026-03-02T12:00:30Z",
+            "site_id": node.site_id,
+            "rack_id": node.rack_id,
+            "node_id": node_id,
+            "interval_s": 30.0,
+            "power_w": 200.0,
+        }
+    )
+    bare = msgspec.json.decode(wire, type=NodeSample)
+    assert (bare.cpu_util, bare.inlet_temp_c, bare.net_rx_bytes) == (None, None, None)
+    full = NodeStage(fleet(), 0, PARTITIONS)
+    lean = NodeStage(fleet(), 0, PARTITIONS)
+    close = sample(node_id, T12 + timedelta(minutes=3, seconds=31), 150.0)
+    close_request = request(node_id, T12 + timedelta(minutes=3, seconds=31), "auth", 10.0)
+    first = sample(node_id, T12 + timedelta(seconds=30), 200.0)
+    second = sample(node_id, T12 + timedelta(seconds=60), 200.0)
+    feed(full, [first, second, close, close_request])
+    feed(
+        lean,
+        [bare, msgspec.structs.replace(bare, observed_at=second.observed_at), close, close_request],
+    )
+    energy = {r.service: r.it_energy_wh for r in rows_of(full.drain()) if r.node_id == node_id}
+    lean_rows = [r for r in rows_of(lean.drain()) if r.node_id == node_id]
+    assert {r.service: r.it_energy_wh for r in lean_rows} == energy
+    assert energy[IDLE_SERVICE] > 0
+    assert {r.max_inlet_c for r in lean_rows} == {None}  # no temperature: none invented
