@@ -15,7 +15,7 @@ DBT_STAMP := $(DBT_VENV)/.installed
 DBT := $(DBT_VENV)/bin/dbt
 DBT_OUT ?= out
 
-.PHONY: help install focus-env dbt-env dbt-build browser browser-tests demo test unit e2e integration lint bench kafka-jars kafka-up kafka-down clean
+.PHONY: help install focus-env dbt-env dbt-build browser collect-deps browser-tests demo test unit e2e integration lint bench kafka-jars kafka-up kafka-down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -61,6 +61,16 @@ browser: ## Debian's chromium for the browser tests (apt-get as root, else sudo)
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 	@command -v $${MICRODC_CHROMIUM:-chromium} >/dev/null 2>&1 || { echo "no chromium: install Debian's chromium package or set MICRODC_CHROMIUM=/path/to/chromium" >&2; exit 1; }
 
+# Real telemetry programs the collector tests run on loopback (Debian packages).
+COLLECT_BINARIES := /usr/bin/prometheus-node-exporter /usr/bin/prometheus
+collect-deps: ## Debian's prometheus-node-exporter and prometheus for the collector tests (apt-get as root, else sudo)
+	@missing=""; for b in $(COLLECT_BINARIES); do [ -x $$b ] || missing=1; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian's prometheus-node-exporter and prometheus for the collector tests"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus-node-exporter prometheus >/dev/null; fi
+	@for b in $(COLLECT_BINARIES); do [ -x $$b ] || { echo "no $$b: apt-get install prometheus-node-exporter prometheus" >&2; exit 1; }; done
+
 demo: $(STAMP) ## run the pipeline on the embedded default (no Kafka needed)
 	@$(BIN)/microdc demo
 
@@ -71,13 +81,13 @@ lint: $(STAMP) ## ruff and mypy --strict
 	$(BIN)/ruff check pipeline tests bench
 	$(BIN)/mypy
 
-test: $(STAMP) $(FOCUS_STAMP) $(DBT_STAMP) kafka-jars browser lint ## lint, then the whole suite against a real Kafka broker it starts itself
+test: $(STAMP) $(FOCUS_STAMP) $(DBT_STAMP) kafka-jars browser collect-deps lint ## lint, then the whole suite against a real Kafka broker it starts itself
 	$(BIN)/pytest
 
 unit: $(STAMP) ## unit tests: in-process only (no broker, browser, subprocess or socket)
 	$(BIN)/pytest tests/unit -m 'not slow and not browser'
 
-e2e: $(STAMP) $(FOCUS_STAMP) $(DBT_STAMP) ## end to end through subprocesses: a built wheel, the CLI, focus-validator, dbt
+e2e: $(STAMP) $(FOCUS_STAMP) $(DBT_STAMP) collect-deps ## end to end through subprocesses: a built wheel, the CLI, focus-validator, dbt
 	$(BIN)/pytest tests/e2e tests/unit -m slow
 
 browser-tests: $(STAMP) browser ## the tests that drive headless Chromium

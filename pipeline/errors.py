@@ -15,8 +15,9 @@ class ConfigError(PipelineError):
     exit_code = 2
 
 
-class FleetError(ConfigError):
-    """The fleet file is invalid; the message names the file, line, path inside it and why."""
+class LocatedConfigError(ConfigError):
+    """A YAML configuration file is invalid; the message names the file, line, path inside it
+    and why."""
 
     def __init__(self, file: str, path: str, reason: str, line: int | None = None) -> None:
         self.file = file
@@ -25,6 +26,14 @@ class FleetError(ConfigError):
         self.line = line
         where = f"{file}:{line}" if line is not None else file
         super().__init__(f"{where}: {path}: {reason}")
+
+
+class FleetError(LocatedConfigError):
+    """The fleet file is invalid."""
+
+
+class CollectorFileError(LocatedConfigError):
+    """The collector file (`microdc collect`) is invalid."""
 
 
 class ContractError(PipelineError):

@@ -8,17 +8,18 @@ from collections import Counter
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 import yaml
 from yaml.constructor import SafeConstructor
 
-from pipeline.errors import FleetError
+from pipeline.errors import FleetError, LocatedConfigError
 from pipeline.fleet.model import Fleet
 
 DEMO_FLEET = "demo_fleet.yaml"
+T = TypeVar("T")
 _AT_PATH = re.compile(r"^(?P<reason>.*?)(?: - at `(?P<path>[^`]*)`)?$", re.DOTALL)
 _PART = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]|\[(?:'|\")?([^\]'\"]*)(?:'|\")?\]")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -34,14 +35,10 @@ def demo_fleet_path() -> Path:
 def load_fleet(path: str | Path | None = None) -> Fleet:
     """Parse, type-check and cross-check a fleet file (the demo fleet when `path` is None)."""
     file = Path(path) if path is not None else demo_fleet_path()
-    try:
-        raw = file.read_bytes()
-    except OSError as exc:
-        raise FleetError(str(file), "$", f"cannot read file: {exc.strerror or exc}") from exc
-    return parse_fleet(_decode(raw, str(file)), str(file))
+    return parse_fleet(read_text(file, FleetError), str(file))
 
 
-def _decode(raw: bytes, file: str) -> str:
+def _decode(raw: bytes, file: str, error: type[LocatedConfigError]) -> str:
     """The file's text. A byte that is not UTF-8 is named by line and column: the bare
     `UnicodeDecodeError` gives only a byte offset, which no editor shows."""
     try:
@@ -51,7 +48,7 @@ def _decode(raw: bytes, file: str) -> str:
         line = raw.count(b"\n", 0, exc.start) + 1
         # Everything before the first bad byte is valid UTF-8, so it counts as characters.
         column = len(raw[line_start : exc.start].decode("utf-8")) + 1
-        raise FleetError(
+        raise error(
             file,
             "$",
             f"not UTF-8: byte 0x{raw[exc.start]:02x} at line {line}, column {column} "
@@ -62,43 +59,68 @@ def _decode(raw: bytes, file: str) -> str:
 
 def parse_fleet(text: str, file: str = "<string>") -> Fleet:
     """Validate fleet YAML given as text; `file` is used in error messages only."""
-    tree, data = _load_yaml(text, file)
-    if not isinstance(data, dict):
-        raise FleetError(
-            file, "$", "expected a mapping at the top level (sites, nodes, teams, ...)"
-        )
-    for where, reason, line in _tree_problems(tree):
-        raise FleetError(file, where, reason, line)
-    try:
-        # strict: a quoted "64" is not an int, nor "true" a bool - a hand-edited file means
-        # what it says or is refused (ints are still accepted where a float is wanted).
-        fleet = msgspec.convert(data, Fleet, strict=True)
-    except msgspec.ValidationError as exc:
-        match = _AT_PATH.match(str(exc))
-        reason = match.group("reason") if match else str(exc)
-        where = (match.group("path") if match else None) or "$"
-        raise FleetError(file, where, _with_hint(reason), _line_of(tree, where)) from exc
+    fleet, tree = convert_yaml(text, file, Fleet, FleetError, top="sites, nodes, teams, ...")
     for where, reason in _cross_check(fleet):
         raise FleetError(file, where, reason, _line_of(tree, where))
     return fleet
 
 
-def _load_yaml(text: str, file: str) -> tuple[Any, Any]:
+def read_text(path: Path, error: type[LocatedConfigError]) -> str:
+    """A configuration file's text; unreadable or not UTF-8 is an `error` naming the file."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise error(str(path), "$", f"cannot read file: {exc.strerror or exc}") from exc
+    return _decode(raw, str(path), error)
+
+
+def convert_yaml(
+    text: str, file: str, kind: type[T], error: type[LocatedConfigError], *, top: str
+) -> tuple[T, Any]:
+    """YAML text -> a `kind` (a msgspec Struct), and the YAML node tree (for `line_of`).
+
+    Every problem is an `error` naming the file, line, path inside it and why: invalid YAML,
+    duplicate keys, non-finite numbers, a wrong type or value (strict: a quoted "64" is not an
+    int, nor "true" a bool - a hand-edited file means what it says or is refused; ints are
+    still accepted where a float is wanted). `top` lists the expected top-level keys.
+    """
+    tree, data = _load_yaml(text, file, error)
+    if not isinstance(data, dict):
+        raise error(file, "$", f"expected a mapping at the top level ({top})")
+    for where, reason, line in _tree_problems(tree):
+        raise error(file, where, reason, line)
+    try:
+        value = msgspec.convert(data, kind, strict=True)
+    except msgspec.ValidationError as exc:
+        match = _AT_PATH.match(str(exc))
+        reason = match.group("reason") if match else str(exc)
+        where = (match.group("path") if match else None) or "$"
+        raise error(file, where, _with_hint(reason), _line_of(tree, where)) from exc
+    return value, tree
+
+
+def line_of(tree: Any, where: str) -> int | None:
+    """1-based line of the YAML node at a path like `$.sites[0].capex_usd` (for errors found
+    after `convert_yaml`)."""
+    return _line_of(tree, where)
+
+
+def _load_yaml(text: str, file: str, error: type[LocatedConfigError]) -> tuple[Any, Any]:
     """The composed node tree (which has line marks) and the plain data of `text`."""
     try:
         return yaml.compose(text, Loader=yaml.SafeLoader), yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark is not None else None
-        raise FleetError(file, "$", f"not valid YAML: {exc.problem}", line) from exc
+        raise error(file, "$", f"not valid YAML: {exc.problem}", line) from exc
     except yaml.reader.ReaderError as exc:  # a control character: PyYAML gives its position
         line = text.count("\n", 0, exc.position) + 1
-        raise FleetError(file, "$", f"not valid YAML: {exc.reason}", line) from exc
+        raise error(file, "$", f"not valid YAML: {exc.reason}", line) from exc
     except yaml.YAMLError as exc:
-        raise FleetError(file, "$", f"not valid YAML: {exc}") from exc
+        raise error(file, "$", f"not valid YAML: {exc}") from exc
     except ValueError as exc:  # an explicit tag with a bad value, e.g. `!!float abc`
-        raise FleetError(file, "$", f"not valid YAML: {exc}") from exc
+        raise error(file, "$", f"not valid YAML: {exc}") from exc
     except RecursionError as exc:
-        raise FleetError(file, "$", "not valid YAML: nested too deeply") from exc
+        raise error(file, "$", "not valid YAML: nested too deeply") from exc
 
 
 def _tree_problems(tree: yaml.Node) -> Iterator[tuple[str, str, int]]:

@@ -1,0 +1,199 @@
+"""The collector file: which sources `microdc collect` reads for each node and site.
+
+    # collectors.yaml
+    poll_interval_s: 15
+    nodes:
+      - node_id: co-bog-01-n01            # a node of the fleet file
+        sources:                          # in order of preference, per quantity
+          - kind: redfish                 # power and temperatures from the BMC
+            url: https://10.20.0.11
+            chassis: 1U                   # optional: the first chassis with readings
+            auth: session                 # basic | session | none
+            username_env: BMC_USER        # credentials: environment variables or files,
+            password_file: /run/secrets/bmc-password   # never in this file or on the CLI
+            ca_file: /etc/microdc/bmc-ca.pem           # TLS is verified (verify: false to stop)
+          - kind: prometheus              # utilisation and network bytes from node_exporter
+            url: http://10.20.0.11:9100/metrics
+    sites:
+      - site_id: co-bog-01
+        sources:
+          - kind: redfish_pdu             # facility / IT meters
+            url: https://10.20.0.5
+            pdu: "1"
+
+A quantity comes from the first source listed that gives it (power from the BMC, utilisation
+from node_exporter, temperatures from either). Validated like the fleet file: every error
+names the file, line, path inside it and why; node and site ids must be the fleet's.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+import msgspec
+
+from pipeline.errors import CollectorFileError
+from pipeline.fleet.loader import convert_yaml, line_of, read_text
+from pipeline.fleet.model import Fleet
+
+Url = Annotated[str, msgspec.Meta(min_length=1, max_length=2048, pattern=r"^https?://")]
+Seconds = Annotated[float, msgspec.Meta(gt=0, le=3600)]
+EnvName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+
+
+class _Source(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    timeout_s: Seconds = 5.0
+
+    @property
+    def kind(self) -> str:
+        """The source's `kind:` in the file."""
+        return str(type(self).__struct_config__.tag)
+
+
+class HttpsSource(_Source, frozen=True, kw_only=True):
+    """A source behind HTTP(S) with credentials. Credentials are named, never written here:
+    environment variables or files (a file's content, trailing newline stripped)."""
+
+    auth: Literal["basic", "session", "none"] = "session"
+    username_env: EnvName | None = None
+    username_file: str | None = None
+    password_env: EnvName | None = None
+    password_file: str | None = None
+    #: TLS certificates are verified unless this is false; `ca_file` adds a private CA.
+    verify: bool = True
+    ca_file: str | None = None
+
+    def credentials(self) -> tuple[str, str] | None:
+        """(username, password), or None when neither is configured; a configured one that is
+        missing is an error naming the variable or file, never the value."""
+        user = _secret(self.username_env, self.username_file, "username")
+        password = _secret(self.password_env, self.password_file, "password")
+        if user is None and password is None:
+            return None
+        if user is None or password is None:
+            raise CollectorFileError(
+                "<environment>", "$", "a username needs a password and a password a username"
+            )
+        return user, password
+
+
+def _secret(env: str | None, file: str | None, what: str) -> str | None:
+    if env is not None:
+        value = os.environ.get(env)
+        if value is None:
+            raise CollectorFileError("<environment>", "$", f"{what}: ${env} is not set")
+        return value
+    if file is not None:
+        try:
+            return Path(file).read_text(encoding="utf-8").rstrip("\n")
+        except OSError as exc:
+            raise CollectorFileError(file, "$", f"{what}: cannot read: {exc.strerror}") from exc
+    return None
+
+
+class RedfishSource(HttpsSource, frozen=True, tag_field="kind", tag="redfish"):
+    """A BMC's Redfish service: node power (EnvironmentMetrics, PSU input, legacy Power) and
+    inlet/outlet temperatures."""
+
+    url: Url
+    chassis: str | None = None
+
+
+class RedfishPduSource(HttpsSource, frozen=True, tag_field="kind", tag="redfish_pdu"):
+    """A rack PDU's Redfish service (PowerEquipment/RackPDUs): a site's IT power."""
+
+    url: Url
+    pdu: str | None = None
+
+
+class PrometheusSource(_Source, frozen=True, tag_field="kind", tag="prometheus"):
+    """An exporter's /metrics (node_exporter, Kepler, Scaphandre, ipmi_exporter) scraped
+    directly, or - with `server` and `instance` - a Prometheus server's HTTP API."""
+
+    url: Url | None = None
+    server: Url | None = None
+    instance: str | None = None
+
+
+NodeSource = RedfishSource | PrometheusSource
+SiteSource = RedfishPduSource | RedfishSource | PrometheusSource
+
+
+class NodeSources(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    node_id: str
+    sources: Annotated[list[NodeSource], msgspec.Meta(min_length=1)]
+
+
+class SiteSources(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    site_id: str
+    sources: Annotated[list[SiteSource], msgspec.Meta(min_length=1)]
+
+
+class CollectorConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """What `microdc collect` polls, and how often."""
+
+    poll_interval_s: Annotated[float, msgspec.Meta(ge=1, le=3600)] = 15.0
+    nodes: list[NodeSources] = []
+    sites: list[SiteSources] = []
+
+
+def load_collectors(path: str | Path, fleet: Fleet) -> CollectorConfig:
+    """Parse and check a collector file against `fleet`."""
+    file = Path(path)
+    return parse_collectors(read_text(file, CollectorFileError), fleet, str(file))
+
+
+def parse_collectors(text: str, fleet: Fleet, file: str = "<string>") -> CollectorConfig:
+    config, tree = convert_yaml(
+        text, file, CollectorConfig, CollectorFileError, top="poll_interval_s, nodes, sites"
+    )
+    for where, reason in _cross_check(config, fleet):
+        raise CollectorFileError(file, where, reason, line_of(tree, where))
+    return config
+
+
+def _cross_check(config: CollectorConfig, fleet: Fleet) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for i, node in enumerate(config.nodes):
+        if node.node_id not in fleet.node_by_id:
+            problems.append((f"$.nodes[{i}].node_id", f"{node.node_id!r} is not in the fleet"))
+        if node.node_id in seen:
+            problems.append((f"$.nodes[{i}].node_id", f"{node.node_id!r} is listed twice"))
+        seen.add(node.node_id)
+        problems += _source_problems(f"$.nodes[{i}]", node.sources)
+    sites = {s.site_id for s in fleet.sites}
+    seen.clear()
+    for i, site in enumerate(config.sites):
+        if site.site_id not in sites:
+            problems.append((f"$.sites[{i}].site_id", f"{site.site_id!r} is not in the fleet"))
+        if site.site_id in seen:
+            problems.append((f"$.sites[{i}].site_id", f"{site.site_id!r} is listed twice"))
+        seen.add(site.site_id)
+        problems += _source_problems(f"$.sites[{i}]", site.sources)
+    return problems
+
+
+def _source_problems(
+    where: str, sources: list[NodeSource] | list[SiteSource]
+) -> list[tuple[str, str]]:
+    problems = []
+    for j, source in enumerate(sources):
+        at = f"{where}.sources[{j}]"
+        if isinstance(source, PrometheusSource):
+            direct, api = source.url is not None, source.server is not None
+            if direct == api:
+                problems.append((at, "give either url (an exporter) or server and instance"))
+            elif api and not source.instance:
+                problems.append((f"{at}.server", "a Prometheus server needs the instance label"))
+        else:
+            for what in ("username", "password"):
+                env, path = getattr(source, f"{what}_env"), getattr(source, f"{what}_file")
+                if env is not None and path is not None:
+                    problems.append((at, f"give the {what} as {what}_env or {what}_file"))
+            named = source.username_env or source.username_file
+            if source.auth == "none" and named:
+                problems.append((f"{at}.auth", "auth is none but credentials are configured"))
+    return problems

@@ -1,0 +1,106 @@
+"""Drive a `Collector`: where its records go (JSON-lines files or Kafka) and its /metrics.
+
+Files: `<out>/mdc.node-telemetry.jsonl` (what `microdc process --in <out>` reads) and
+`<out>/mdc.dead-letters.jsonl`, appended poll by poll and flushed after each (a reader may
+tail them). Kafka: node samples keyed by `node_id`, partitioned as Kafka's default
+partitioner does (`contracts.partitioning`), dead letters to the dead-letter topic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import msgspec
+
+from pipeline.collect.config import CollectorConfig
+from pipeline.collect.service import Collector, CollectorMetrics, PollResult
+from pipeline.collect.sources import reader
+from pipeline.contracts.topics import DEAD_LETTERS, NODE_TELEMETRY
+from pipeline.errors import PipelineError
+from pipeline.fleet.model import Fleet
+
+_encode = msgspec.json.Encoder().encode
+
+
+@dataclass
+class CollectStats:
+    polls: int = 0
+    samples: int = 0
+    gaps: int = 0
+    dead_letters: int = 0
+
+    def add(self, result: PollResult) -> None:
+        self.polls += 1
+        self.samples += len(result.samples)
+        self.gaps += len(result.gaps)
+        self.dead_letters += len(result.dead_letters)
+
+
+class FileOutput:
+    """Appends each poll's records to one JSON-lines file per topic."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._files: dict[str, IO[bytes]] = {}
+
+    def __enter__(self) -> FileOutput:
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            for spec in (NODE_TELEMETRY, DEAD_LETTERS):
+                self._files[spec.name] = (self.folder / f"{spec.name}.jsonl").open("ab")
+        except OSError as exc:
+            raise PipelineError(f"cannot write collector output to {self.folder}: {exc}") from exc
+        return self
+
+    async def __call__(self, result: PollResult) -> None:
+        nodes, dead = self._files[NODE_TELEMETRY.name], self._files[DEAD_LETTERS.name]
+        for sample in result.samples:
+            nodes.write(_encode(sample) + b"\n")
+        for letter in result.dead_letters:
+            dead.write(_encode(letter) + b"\n")
+        nodes.flush()
+        dead.flush()
+
+    def __exit__(self, *_: object) -> None:
+        for f in self._files.values():
+            f.close()
+
+
+async def collect(
+    config: CollectorConfig,
+    fleet: Fleet,
+    emit: Callable[[PollResult], Awaitable[None]],
+    *,
+    once: bool = False,
+    metrics: CollectorMetrics | None = None,
+    report: Callable[[CollectStats], None] | None = None,
+) -> CollectStats:
+    """Poll once, or until SIGINT/SIGTERM; every poll's records go to `emit`."""
+    collector = Collector(config, fleet, reader, metrics=metrics)
+    stats = CollectStats()
+
+    async def counted(result: PollResult) -> None:
+        await emit(result)
+        stats.add(result)
+        if report is not None:
+            report(stats)
+
+    try:
+        if once:
+            await counted(await collector.poll())
+            return stats
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):  # not on every platform
+                loop.add_signal_handler(sig, stop.set)
+        await collector.run(counted, stop)
+        return stats
+    finally:
+        await collector.close()

@@ -1,0 +1,119 @@
+"""The collector file: parsed, checked against the fleet, every error located."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.collect.config import (
+    PrometheusSource,
+    RedfishPduSource,
+    RedfishSource,
+    load_collectors,
+    parse_collectors,
+)
+from pipeline.errors import CollectorFileError
+from pipeline.fleet import Fleet, load_fleet
+
+
+@pytest.fixture(scope="module")
+def fleet() -> Fleet:
+    return load_fleet()
+
+
+def test_a_node_with_a_bmc_and_an_exporter_and_a_site_pdu(fleet: Fleet, tmp_path: Path) -> None:
+    node, site = fleet.nodes[0], fleet.sites[0]
+    path = tmp_path / "collectors.yaml"
+    path.write_text(
+        f"""poll_interval_s: 10
+nodes:
+  - node_id: {node.node_id}
+    sources:
+      - kind: redfish
+        url: https://127.0.0.1:8443
+        chassis: 1U
+        username_env: BMC_USER
+        password_file: {tmp_path / "pw"}
+      - kind: prometheus
+        url: http://127.0.0.1:9100/metrics
+sites:
+  - site_id: {site.site_id}
+    sources:
+      - kind: redfish_pdu
+        url: https://127.0.0.1:8444
+        auth: basic
+""",
+        encoding="utf-8",
+    )
+    config = load_collectors(path, fleet)
+    assert config.poll_interval_s == 10.0
+    bmc, exporter = config.nodes[0].sources
+    assert isinstance(bmc, RedfishSource) and bmc.chassis == "1U" and bmc.verify
+    assert bmc.auth == "session" and bmc.timeout_s == 5.0  # the defaults
+    assert isinstance(exporter, PrometheusSource) and exporter.server is None
+    assert isinstance(config.sites[0].sources[0], RedfishPduSource)
+
+
+def test_credentials_come_from_the_environment_or_files(
+    fleet: Fleet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "pw").write_text("s3cret\n", encoding="utf-8")
+    source = RedfishSource(
+        url="https://bmc", username_env="BMC_USER", password_file=str(tmp_path / "pw")
+    )
+    monkeypatch.setenv("BMC_USER", "root")
+    assert source.credentials() == ("root", "s3cret")
+    monkeypatch.delenv("BMC_USER")
+    with pytest.raises(CollectorFileError, match=r"\$BMC_USER is not set") as info:
+        source.credentials()
+    assert "s3cret" not in str(info.value)
+    assert RedfishSource(url="https://bmc", auth="none").credentials() is None
+
+
+@pytest.mark.parametrize(
+    ("body", "line", "message"),
+    [
+        (
+            "nodes:\n  - node_id: nope\n    sources:\n      - {kind: prometheus, url: 'http://x'}\n",
+            2,
+            "'nope' is not in the fleet",
+        ),
+        (
+            "nodes:\n  - node_id: NODE\n    sources:\n      - {kind: snmp, url: 'http://x'}\n",
+            4,
+            "Invalid value 'snmp'",
+        ),
+        (
+            "nodes:\n  - node_id: NODE\n    sources:\n      - {kind: redfish, url: 'ftp://x'}\n",
+            4,
+            "regex",
+        ),
+        ("nodes:\n  - node_id: NODE\n    sources:\n      - {kind: prometheus}\n", 4, "either url"),
+        (
+            "nodes:\n  - node_id: NODE\n    sources:\n      - {kind: prometheus, server: 'http://p:9090'}\n",
+            4,
+            "instance",
+        ),
+        ("nodes:\n  - node_id: NODE\n    sources: []\n", 3, "length >= 1"),
+        (
+            "nodes:\n  - node_id: NODE\n    sources:\n"
+            "      - {kind: redfish, url: 'https://b', password: x}\n",
+            4,
+            "unknown field `password`",
+        ),
+        ("poll_interval_s: 0.1\n", 1, ">= 1"),
+        (
+            "nodes:\n  - node_id: NODE\n    sources:\n      - {kind: prometheus, url: 'http://x'}\n"
+            "  - node_id: NODE\n    sources:\n      - {kind: prometheus, url: 'http://x'}\n",
+            5,
+            "listed twice",
+        ),
+    ],
+)
+def test_errors_name_the_file_line_and_path(
+    fleet: Fleet, body: str, line: int, message: str
+) -> None:
+    with pytest.raises(CollectorFileError, match=message) as info:
+        parse_collectors(body.replace("NODE", fleet.nodes[0].node_id), fleet, "c.yaml")
+    assert str(info.value).startswith(f"c.yaml:{line}: $")
