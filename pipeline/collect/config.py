@@ -93,6 +93,11 @@ def _secret(env: str | None, file: str | None, what: str) -> str | None:
     return None
 
 
+#: What a site source meters: the whole facility, the IT load (rack PDUs, summed), or on-site
+#: generation.
+Measures = Literal["facility", "it", "renewable"]
+
+
 class RedfishSource(HttpsSource, frozen=True, tag_field="kind", tag="redfish"):
     """A BMC's Redfish service: node power (EnvironmentMetrics, PSU input, legacy Power) and
     inlet/outlet temperatures."""
@@ -106,6 +111,7 @@ class RedfishPduSource(HttpsSource, frozen=True, tag_field="kind", tag="redfish_
 
     url: Url
     pdu: str | None = None
+    measures: Measures = "it"
 
 
 class PrometheusSource(_Source, frozen=True, tag_field="kind", tag="prometheus"):
@@ -117,8 +123,46 @@ class PrometheusSource(_Source, frozen=True, tag_field="kind", tag="prometheus")
     instance: str | None = None
 
 
+class OidEntry(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One OID of a generic meter: `raw x scale` is the reading, in W or J."""
+
+    oid: Annotated[str, msgspec.Meta(pattern=r"^\.?[0-9]+(\.[0-9]+)+$")]
+    quantity: Literal["power_w", "energy_j"]
+    scale: Annotated[float, msgspec.Meta(gt=0)] = 1.0
+
+
+class SnmpSource(_Source, frozen=True, tag_field="kind", tag="snmp"):
+    """An SNMP PDU or meter: APC PowerNet rPDU2 (device `device`), Raritan PDU2 (inlet `inlet`
+    of PDU `device`), or `generic` OIDs with a scale. v2c: the community from `community_env`
+    or `community_file`; v3: `user` with keys from `*_key_env` / `*_key_file`."""
+
+    host: Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
+    model: Literal["apc", "raritan", "generic"]
+    measures: Measures = "it"
+    port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 161
+    version: Literal["2c", "3"] = "2c"
+    community_env: EnvName | None = None
+    community_file: str | None = None
+    user: str | None = None
+    auth_protocol: Literal["MD5", "SHA", "SHA224", "SHA256", "SHA384", "SHA512"] = "SHA"
+    auth_key_env: EnvName | None = None
+    auth_key_file: str | None = None
+    priv_protocol: Literal["DES", "AES", "AES192", "AES256"] = "AES"
+    priv_key_env: EnvName | None = None
+    priv_key_file: str | None = None
+    context_name: str = ""
+    device: Annotated[int, msgspec.Meta(ge=1)] = 1
+    inlet: Annotated[int, msgspec.Meta(ge=1)] = 1
+    oids: list[OidEntry] = []
+    retries: Annotated[int, msgspec.Meta(ge=0, le=10)] = 1
+
+    def secret(self, what: str) -> str | None:
+        """The community, auth_key or priv_key, from its variable or file (None: not set)."""
+        return _secret(getattr(self, f"{what}_env"), getattr(self, f"{what}_file"), what)
+
+
 NodeSource = RedfishSource | PrometheusSource
-SiteSource = RedfishPduSource | RedfishSource | PrometheusSource
+SiteSource = RedfishPduSource | SnmpSource
 
 
 class NodeSources(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -127,8 +171,13 @@ class NodeSources(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class SiteSources(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A site's meters. Facility and IT power are each the sum of the sources that meter them
+    (every rack PDU of the IT load); `onsite_renewable: none` says the site generates nothing
+    (0 W is then a fact, not a guess), otherwise a `renewable` source must meter it."""
+
     site_id: str
     sources: Annotated[list[SiteSource], msgspec.Meta(min_length=1)]
+    onsite_renewable: Literal["metered", "none"] = "none"
 
 
 class CollectorConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -173,6 +222,17 @@ def _cross_check(config: CollectorConfig, fleet: Fleet) -> list[tuple[str, str]]
             problems.append((f"$.sites[{i}].site_id", f"{site.site_id!r} is listed twice"))
         seen.add(site.site_id)
         problems += _source_problems(f"$.sites[{i}]", site.sources)
+        measured = {source.measures for source in site.sources}
+        for needed in ("facility", "it"):
+            if needed not in measured:
+                problems.append((f"$.sites[{i}].sources", f"no source measures {needed} power"))
+        if (site.onsite_renewable == "metered") != ("renewable" in measured):
+            problems.append(
+                (
+                    f"$.sites[{i}].onsite_renewable",
+                    "metered needs a source that measures renewable, and only then",
+                )
+            )
     return problems
 
 
@@ -188,6 +248,8 @@ def _source_problems(
                 problems.append((at, "give either url (an exporter) or server and instance"))
             elif api and not source.instance:
                 problems.append((f"{at}.server", "a Prometheus server needs the instance label"))
+        elif isinstance(source, SnmpSource):
+            problems += _snmp_problems(at, source)
         else:
             for what in ("username", "password"):
                 env, path = getattr(source, f"{what}_env"), getattr(source, f"{what}_file")
@@ -196,4 +258,26 @@ def _source_problems(
             named = source.username_env or source.username_file
             if source.auth == "none" and named:
                 problems.append((f"{at}.auth", "auth is none but credentials are configured"))
+    return problems
+
+
+def _snmp_problems(at: str, source: SnmpSource) -> list[tuple[str, str]]:
+    problems = []
+    pairs = ("community", "auth_key", "priv_key")
+    for what in pairs:
+        if getattr(source, f"{what}_env") is not None and getattr(source, f"{what}_file"):
+            problems.append((at, f"give the {what} as {what}_env or {what}_file, not both"))
+    has = {
+        what: bool(getattr(source, f"{what}_env") or getattr(source, f"{what}_file"))
+        for what in pairs
+    }
+    if source.version == "2c" and not has["community"]:
+        problems.append((at, "SNMP v2c needs community_env or community_file"))
+    if source.version == "3":
+        if not source.user:
+            problems.append((at, "SNMP v3 needs a user"))
+        if has["priv_key"] and not has["auth_key"]:
+            problems.append((at, "a priv_key needs an auth_key"))
+    if (source.model == "generic") != bool(source.oids):
+        problems.append((f"{at}.oids", "oids are for model generic, and generic needs them"))
     return problems

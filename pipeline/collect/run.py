@@ -1,9 +1,8 @@
 """Drive a `Collector`: where its records go (JSON-lines files or Kafka) and its /metrics.
 
-Files: `<out>/mdc.node-telemetry.jsonl` (what `microdc process --in <out>` reads) and
-`<out>/mdc.dead-letters.jsonl`, appended poll by poll and flushed after each (a reader may
-tail them). Kafka: node samples keyed by `node_id`, partitioned as Kafka's default
-partitioner does (`contracts.partitioning`), dead letters to the dead-letter topic.
+Files: `<out>/mdc.node-telemetry.jsonl` and `<out>/mdc.facility-telemetry.jsonl` (what
+`microdc process --in <out>` reads) and `<out>/mdc.dead-letters.jsonl`, appended poll by poll
+and flushed after each (a reader may tail them).
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ import msgspec
 from pipeline.collect.config import CollectorConfig
 from pipeline.collect.service import Collector, CollectorMetrics, PollResult
 from pipeline.collect.sources import reader
-from pipeline.contracts.topics import DEAD_LETTERS, NODE_TELEMETRY
+from pipeline.contracts.topics import DEAD_LETTERS, FACILITY_TELEMETRY, NODE_TELEMETRY
 from pipeline.errors import PipelineError
 from pipeline.fleet.model import Fleet
 
@@ -37,7 +36,7 @@ class CollectStats:
 
     def add(self, result: PollResult) -> None:
         self.polls += 1
-        self.samples += len(result.samples)
+        self.samples += len(result.samples) + len(result.facility_samples)
         self.gaps += len(result.gaps)
         self.dead_letters += len(result.dead_letters)
 
@@ -52,20 +51,23 @@ class FileOutput:
     def __enter__(self) -> FileOutput:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            for spec in (NODE_TELEMETRY, DEAD_LETTERS):
+            for spec in (NODE_TELEMETRY, FACILITY_TELEMETRY, DEAD_LETTERS):
                 self._files[spec.name] = (self.folder / f"{spec.name}.jsonl").open("ab")
         except OSError as exc:
             raise PipelineError(f"cannot write collector output to {self.folder}: {exc}") from exc
         return self
 
     async def __call__(self, result: PollResult) -> None:
-        nodes, dead = self._files[NODE_TELEMETRY.name], self._files[DEAD_LETTERS.name]
-        for sample in result.samples:
-            nodes.write(_encode(sample) + b"\n")
-        for letter in result.dead_letters:
-            dead.write(_encode(letter) + b"\n")
-        nodes.flush()
-        dead.flush()
+        files = self._files
+        for spec, records in (
+            (NODE_TELEMETRY, result.samples),
+            (FACILITY_TELEMETRY, result.facility_samples),
+            (DEAD_LETTERS, result.dead_letters),
+        ):
+            f = files[spec.name]
+            for record in records:
+                f.write(_encode(record) + b"\n")
+            f.flush()
 
     def __exit__(self, *_: object) -> None:
         for f in self._files.values():

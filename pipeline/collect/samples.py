@@ -1,4 +1,4 @@
-"""One poll's readings of a node -> its `NodeSample` (pure).
+"""One poll's readings of a node -> its `NodeSample`, of a site -> its `FacilitySample` (pure).
 
 Sources are listed in order of preference (the collector file's order); each quantity comes
 from the first source that gives it:
@@ -25,7 +25,7 @@ import msgspec
 
 from pipeline.collect.counters import CounterRates, Rate
 from pipeline.collect.readings import Quantity, Reading
-from pipeline.contracts.records import NodeSample
+from pipeline.contracts.records import FacilitySample, NodeSample
 from pipeline.fleet.model import Node
 
 #: A sample's interval is the time since the previous one, within (0, MAX_INTERVAL_S].
@@ -134,3 +134,58 @@ def _iso(at_ms: int) -> str:
         .isoformat(timespec="milliseconds")
         .replace("+00:00", "Z")
     )
+
+
+class FacilityAssembler:
+    """Builds the facility samples of one site: facility and IT power are each the sum of
+    every source that meters them (all of them, or the poll is a gap); on-site generation is
+    metered, or 0 W when the collector file says the site has none."""
+
+    def __init__(
+        self,
+        site_id: str,
+        measures: Sequence[str],
+        rates: CounterRates,
+        poll_interval_s: float,
+        *,
+        renewable_metered: bool,
+    ) -> None:
+        self.site_id = site_id
+        self.measures = list(measures)
+        self.rates = rates
+        self.poll_interval_s = poll_interval_s
+        self.renewable_metered = renewable_metered
+        self._last_at_ms: int | None = None
+
+    def sample(self, polled: Sequence[Sequence[Reading]], at_ms: int) -> FacilitySample | None:
+        """The sample of a poll: `polled` holds each source's readings, in the file's order."""
+        last, self._last_at_ms = self._last_at_ms, at_ms
+        if last is None or at_ms <= last:
+            interval_s = self.poll_interval_s
+        else:
+            interval_s = min((at_ms - last) / 1000, MAX_INTERVAL_S)
+        totals: dict[str, float | None] = {}
+        for role, readings in zip(self.measures, polled, strict=True):
+            rates: dict[Quantity, list[Rate]] = {}
+            for reading in readings:
+                if reading.is_counter:
+                    rates.setdefault(reading.quantity, []).append(self.rates.update(reading))
+            power = _power(readings, rates)
+            before = totals.get(role, 0.0)
+            totals[role] = None if power is None or before is None else before + power
+        facility, it = totals.get("facility"), totals.get("it")
+        renewable = totals.get("renewable") if self.renewable_metered else 0.0
+        if facility is None or it is None or renewable is None:
+            return None
+        fields = {
+            "observed_at": _iso(at_ms),
+            "site_id": self.site_id,
+            "interval_s": interval_s,
+            "facility_power_w": facility,
+            "it_power_w": it,
+            "onsite_renewable_w": renewable,
+        }
+        try:
+            return msgspec.convert(fields, FacilitySample, strict=False)
+        except msgspec.ValidationError as exc:
+            raise SampleError(f"site {self.site_id}: {exc}") from exc

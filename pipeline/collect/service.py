@@ -23,10 +23,16 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from pipeline.collect.config import CollectorConfig
 from pipeline.collect.counters import CounterRates
 from pipeline.collect.readings import Quantity, Reading
-from pipeline.collect.samples import NodeAssembler, SampleError
+from pipeline.collect.samples import FacilityAssembler, NodeAssembler, SampleError
 from pipeline.collect.sources import SOURCE_ERRORS, Reader
 from pipeline.contracts.outputs import DeadLetter
-from pipeline.contracts.records import MAX_INTERVAL_BYTES, MAX_NODE_POWER_W, NodeSample
+from pipeline.contracts.records import (
+    MAX_INTERVAL_BYTES,
+    MAX_NODE_POWER_W,
+    MAX_SITE_POWER_W,
+    FacilitySample,
+    NodeSample,
+)
 from pipeline.fleet.model import Fleet
 from pipeline.stream.dead_letters import dead_letter
 from pipeline.wallclock import wall_clock_ms
@@ -43,6 +49,8 @@ MAX_RATES = {
     Quantity.NET_RX_BYTES: MAX_INTERVAL_BYTES / 3600,
     Quantity.NET_TX_BYTES: MAX_INTERVAL_BYTES / 3600,
 }
+#: A site meter's energy counters: the site's bound.
+MAX_SITE_RATES = {Quantity.ENERGY_J: MAX_SITE_POWER_W}
 #: Dead letters of the collector name this as their source topic.
 COLLECT_TOPIC = "collect"
 
@@ -73,11 +81,11 @@ class CollectorMetrics:
             registry=r,
         )
         self.samples = Counter(
-            "microdc_collect_samples", "Node samples produced.", ["node"], registry=r
+            "microdc_collect_samples", "Samples produced per node or site.", ["node"], registry=r
         )
         self.gaps = Counter(
             "microdc_collect_gaps",
-            "Polls that gave a node no power: no sample.",
+            "Polls that gave a node or site no power: no sample.",
             ["node"],
             registry=r,
         )
@@ -120,17 +128,22 @@ class SourceHealth:
 
 
 @dataclass
-class NodePlan:
-    node_id: str
+class Plan:
+    """What is polled for one node or site."""
+
+    #: The node or site id.
+    owner: str
     readers: list[Reader]
     health: list[SourceHealth]
-    assembler: NodeAssembler
+    assembler: NodeAssembler | FacilityAssembler
 
 
 @dataclass
 class PollResult:
     samples: list[NodeSample] = field(default_factory=list)
+    facility_samples: list[FacilitySample] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    #: The nodes and sites that got no sample this poll.
     gaps: list[str] = field(default_factory=list)
 
 
@@ -149,40 +162,47 @@ class Collector:
         self.config = config
         self.metrics = metrics or CollectorMetrics()
         self.clock_ms = clock_ms
-        self.rates = CounterRates(MAX_RATES)
-        self.nodes: list[NodePlan] = []
+        node_rates, site_rates = CounterRates(MAX_RATES), CounterRates(MAX_SITE_RATES)
+        self.plans: list[Plan] = []
         for entry in config.nodes:
             node = fleet.node_by_id[entry.node_id]
             readers = [make_reader(source) for source in entry.sources]
-            self.nodes.append(
-                NodePlan(
-                    entry.node_id,
-                    readers,
-                    [SourceHealth(r.label) for r in readers],
-                    NodeAssembler(node, self.rates, config.poll_interval_s),
-                )
+            assembler = NodeAssembler(node, node_rates, config.poll_interval_s)
+            self.plans.append(Plan(entry.node_id, readers, _health(readers), assembler))
+        for site in config.sites:
+            readers = [make_reader(source) for source in site.sources]
+            facility = FacilityAssembler(
+                site.site_id,
+                [source.measures for source in site.sources],
+                site_rates,
+                config.poll_interval_s,
+                renewable_metered=site.onsite_renewable == "metered",
             )
+            self.plans.append(Plan(site.site_id, readers, _health(readers), facility))
 
     async def poll(self) -> PollResult:
-        """One round: every node's due sources, concurrently."""
+        """One round: every node's and site's due sources, concurrently."""
         now = self.clock_ms()
         result = PollResult()
-        polled = await asyncio.gather(*(self._poll_node(plan, now, result) for plan in self.nodes))
-        for plan, readings in zip(self.nodes, polled, strict=True):
+        polled = await asyncio.gather(*(self._poll(plan, now, result) for plan in self.plans))
+        for plan, readings in zip(self.plans, polled, strict=True):
             try:
                 sample = plan.assembler.sample(readings, now)
             except SampleError as exc:
-                result.dead_letters.append(self._dead(plan.node_id, now, str(exc), readings))
+                result.dead_letters.append(self._dead(plan.owner, now, str(exc), readings))
                 continue
             if sample is None:
-                result.gaps.append(plan.node_id)
-                self.metrics.gaps.labels(plan.node_id).inc()
+                result.gaps.append(plan.owner)
+                self.metrics.gaps.labels(plan.owner).inc()
+                continue
+            if isinstance(sample, FacilitySample):
+                result.facility_samples.append(sample)
             else:
                 result.samples.append(sample)
-                self.metrics.samples.labels(plan.node_id).inc()
+            self.metrics.samples.labels(plan.owner).inc()
         return result
 
-    async def _poll_node(self, plan: NodePlan, now: int, result: PollResult) -> list[list[Reading]]:
+    async def _poll(self, plan: Plan, now: int, result: PollResult) -> list[list[Reading]]:
         async def one(reader: Reader, health: SourceHealth) -> list[Reading]:
             if not health.due(now):
                 return []
@@ -229,6 +249,10 @@ class Collector:
                 await asyncio.wait_for(stop.wait(), timeout=delay)
 
     async def close(self) -> None:
-        for plan in self.nodes:
+        for plan in self.plans:
             for reader in plan.readers:
                 await reader.close()
+
+
+def _health(readers: list[Reader]) -> list[SourceHealth]:
+    return [SourceHealth(r.label) for r in readers]

@@ -14,13 +14,14 @@ from dataclasses import dataclass
 import aiohttp
 from yarl import URL
 
-from pipeline.collect import prometheus
+from pipeline.collect import prometheus, snmp
 from pipeline.collect.config import (
     PrometheusSource,
     RedfishPduSource,
     RedfishSource,
+    SnmpSource,
 )
-from pipeline.collect.readings import Reading
+from pipeline.collect.readings import Quantity, Reading
 from pipeline.collect.redfish import BasicAuth, RedfishClient, RedfishError, SessionAuth
 from pipeline.errors import ConfigError
 
@@ -28,6 +29,7 @@ from pipeline.errors import ConfigError
 SOURCE_ERRORS: tuple[type[BaseException], ...] = (
     RedfishError,
     prometheus.PrometheusSourceError,
+    snmp.SnmpError,
     aiohttp.ClientError,
     asyncio.TimeoutError,
     OSError,
@@ -46,10 +48,12 @@ class Reader:
     close: Callable[[], Awaitable[None]]
 
 
-def reader(source: RedfishSource | RedfishPduSource | PrometheusSource) -> Reader:
+def reader(source: RedfishSource | RedfishPduSource | PrometheusSource | SnmpSource) -> Reader:
     """The reader of `source` (credentials are resolved now: a missing one is an error)."""
     if isinstance(source, PrometheusSource):
         return _prometheus(source)
+    if isinstance(source, SnmpSource):
+        return _snmp(source)
     client = RedfishClient(
         source.url,
         auth=_auth(source),
@@ -118,3 +122,39 @@ def _prometheus(source: PrometheusSource) -> Reader:
         ),
         close,
     )
+
+
+def _snmp(source: SnmpSource) -> Reader:
+    credentials: snmp.SnmpV2c | snmp.SnmpV3
+    if source.version == "2c":
+        credentials = snmp.SnmpV2c(source.secret("community") or "")
+    else:
+        credentials = snmp.SnmpV3(
+            user=source.user or "",
+            auth_protocol=snmp.AuthProtocol(source.auth_protocol),
+            auth_key=source.secret("auth_key"),
+            priv_protocol=snmp.PrivProtocol(source.priv_protocol),
+            priv_key=source.secret("priv_key"),
+            context_name=source.context_name,
+        )
+    target = snmp.SnmpTarget(
+        source.host,
+        credentials,
+        port=source.port,
+        timeout_s=source.timeout_s,
+        retries=source.retries,
+    )
+    label = f"snmp:{target.address}/{source.model}/{source.device}"
+
+    async def read() -> list[Reading]:
+        if source.model == "apc":
+            return await snmp.read_apc(target, source.device)
+        if source.model == "raritan":
+            return await snmp.read_raritan(target, source.device, source.inlet)
+        mappings = [(o.oid, Quantity(o.quantity), o.scale) for o in source.oids]
+        return await snmp.read_generic(target, mappings)
+
+    async def close() -> None:
+        return None
+
+    return Reader(label, read, close)

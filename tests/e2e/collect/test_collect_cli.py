@@ -172,3 +172,64 @@ def test_a_source_that_is_down_is_counted_logged_once_and_the_other_goes_on(
     )
     assert err.count("not answering") == 1, err
     assert bmc.password not in err
+
+
+def test_a_site_sample_from_an_snmp_facility_meter_and_a_redfish_rack_pdu(tmp_path: Path) -> None:
+    """`--once`: the APC meter's power gauge (hundredths of kW) is the facility power, the
+    DMTF PDU mockup's PowerWatts the IT power; the site has no on-site generation."""
+    from pipeline.collect.snmp import APC_ENERGY, APC_POWER
+    from pipeline.contracts.records import FacilitySample
+    from tests.support.snmpsim import INTEGER, snmpsim
+
+    site = load_fleet().sites[0]
+    walk = {f"{APC_POWER}.1": (INTEGER, 812), f"{APC_ENERGY}.1": (INTEGER, 12345)}
+    with (
+        snmpsim(tmp_path / "snmp", walk, community="meters") as meter,
+        redfish_server("public-pdu", tmp_path) as pdu,
+    ):
+        collectors = tmp_path / "collectors.yaml"
+        collectors.write_text(
+            f"""sites:
+  - site_id: {site.site_id}
+    onsite_renewable: none
+    sources:
+      - kind: snmp
+        measures: facility
+        host: 127.0.0.1
+        port: {meter.port}
+        model: apc
+        community_env: TEST_PDU_COMMUNITY
+      - kind: redfish_pdu
+        measures: it
+        url: {pdu.url}
+        auth: basic
+        username_env: TEST_BMC_USER
+        password_env: TEST_BMC_PASSWORD
+""",
+            encoding="utf-8",
+        )
+        out = tmp_path / "out"
+        env = {
+            **os.environ,
+            "TEST_PDU_COMMUNITY": "meters",
+            "TEST_BMC_USER": pdu.username,
+            "TEST_BMC_PASSWORD": pdu.password,
+            "COLUMNS": "200",
+        }
+        args = [sys.executable, "-m", "pipeline", "collect", "--once"]
+        done = subprocess.run(
+            [*args, "--collectors", str(collectors), "--out", str(out)],
+            env=env,
+            capture_output=True,
+            timeout=60,
+        )
+    assert done.returncode == 0, done.stderr.decode()
+    lines = (out / "mdc.facility-telemetry.jsonl").read_bytes().splitlines()
+    (sample,) = [msgspec.json.decode(line, type=FacilitySample) for line in lines]
+    assert sample.site_id == site.site_id
+    assert (sample.facility_power_w, sample.it_power_w, sample.onsite_renewable_w) == (
+        8120.0,
+        6438.0,  # public-pdu: PowerEquipment/RackPDUs/1/Metrics PowerWatts
+        0.0,
+    )
+    assert "meters" not in done.stderr.decode() + done.stdout.decode()  # the community is secret

@@ -10,6 +10,7 @@ from pipeline.collect.config import (
     PrometheusSource,
     RedfishPduSource,
     RedfishSource,
+    SnmpSource,
     load_collectors,
     parse_collectors,
 )
@@ -40,6 +41,11 @@ nodes:
 sites:
   - site_id: {site.site_id}
     sources:
+      - kind: snmp
+        measures: facility
+        host: 127.0.0.1
+        model: apc
+        community_env: PDU_COMMUNITY
       - kind: redfish_pdu
         url: https://127.0.0.1:8444
         auth: basic
@@ -52,7 +58,10 @@ sites:
     assert isinstance(bmc, RedfishSource) and bmc.chassis == "1U" and bmc.verify
     assert bmc.auth == "session" and bmc.timeout_s == 5.0  # the defaults
     assert isinstance(exporter, PrometheusSource) and exporter.server is None
-    assert isinstance(config.sites[0].sources[0], RedfishPduSource)
+    meter, pdu = config.sites[0].sources
+    assert isinstance(meter, SnmpSource) and (meter.measures, meter.version) == ("facility", "2c")
+    assert isinstance(pdu, RedfishPduSource) and pdu.measures == "it"
+    assert config.sites[0].onsite_renewable == "none"
 
 
 def test_credentials_come_from_the_environment_or_files(
@@ -104,6 +113,26 @@ def test_credentials_come_from_the_environment_or_files(
         ),
         ("poll_interval_s: 0.1\n", 1, ">= 1"),
         (
+            "sites:\n  - site_id: SITE\n    sources:\n"
+            "      - {kind: snmp, host: pdu, model: apc, community_env: C}\n",
+            4,
+            "no source measures facility power",
+        ),
+        (
+            "sites:\n  - site_id: SITE\n    sources:\n"
+            "      - {kind: snmp, host: pdu, model: apc, measures: facility}\n"
+            "      - {kind: snmp, host: pdu, model: apc, community_env: C}\n",
+            4,
+            "v2c needs community",
+        ),
+        (
+            "sites:\n  - site_id: SITE\n    sources:\n"
+            "      - {kind: snmp, host: m, model: generic, measures: facility, community_env: C}\n"
+            "      - {kind: snmp, host: pdu, model: apc, community_env: C}\n",
+            4,
+            "generic needs them",
+        ),
+        (
             "nodes:\n  - node_id: NODE\n    sources:\n      - {kind: prometheus, url: 'http://x'}\n"
             "  - node_id: NODE\n    sources:\n      - {kind: prometheus, url: 'http://x'}\n",
             5,
@@ -115,5 +144,6 @@ def test_errors_name_the_file_line_and_path(
     fleet: Fleet, body: str, line: int, message: str
 ) -> None:
     with pytest.raises(CollectorFileError, match=message) as info:
-        parse_collectors(body.replace("NODE", fleet.nodes[0].node_id), fleet, "c.yaml")
+        text = body.replace("NODE", fleet.nodes[0].node_id).replace("SITE", fleet.sites[0].site_id)
+        parse_collectors(text, fleet, "c.yaml")
     assert str(info.value).startswith(f"c.yaml:{line}: $")

@@ -100,3 +100,44 @@ def test_the_interval_is_the_time_since_the_previous_poll() -> None:
 def test_a_value_outside_the_contract_is_an_error_to_dead_letter() -> None:
     with pytest.raises(SampleError, match="power_w"):
         assembler().sample([bmc(T0, 5e6)], T0)  # 5 MW on one node
+
+
+def test_a_site_sample_sums_each_role_and_needs_every_meter() -> None:
+    from pipeline.collect.samples import FacilityAssembler
+
+    site = FacilityAssembler(
+        "bog1",
+        ["facility", "it", "it"],
+        CounterRates({Quantity.ENERGY_J: 1e8}),
+        15.0,
+        renewable_metered=False,
+    )
+    meter = "snmp:10.0.0.5:161/apc/1"
+
+    def pdu(i: int, watts: float, at: int) -> list[Reading]:
+        return [Reading(Quantity.POWER_W, watts, at, f"redfish:https://pdu-{i}")]
+
+    # the facility meter counts energy (tenths of kWh as J); the two rack PDUs report power
+    assert (
+        site.sample(
+            [[Reading(Quantity.ENERGY_J, 0.0, T0, meter)], pdu(1, 3000, T0), pdu(2, 2000, T0)], T0
+        )
+        is None
+    )
+    t1 = T0 + 60_000
+    # 0.1 kWh in 60 s = 6,000 W facility; IT 3,100 + 2,000 W
+    got = site.sample(
+        [[Reading(Quantity.ENERGY_J, 360_000.0, t1, meter)], pdu(1, 3100, t1), pdu(2, 2000, t1)], t1
+    )
+    assert got is not None
+    assert (got.facility_power_w, got.it_power_w, got.onsite_renewable_w) == (
+        pytest.approx(6000.0),
+        5100.0,
+        0.0,
+    )
+    assert got.interval_s == 60.0
+    t2 = t1 + 60_000
+    missing = site.sample(
+        [[Reading(Quantity.ENERGY_J, 720_000.0, t2, meter)], pdu(1, 3100, t2), []], t2
+    )
+    assert missing is None  # one rack PDU did not answer: the IT load is unknown, a gap
