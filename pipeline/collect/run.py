@@ -1,5 +1,11 @@
 """Drive a `Collector`: where its records go (JSON-lines files or Kafka) and its /metrics.
 
+Kafka: every poll's records go to a bounded on-disk buffer first (`buffer.DiskBuffer`) and
+`sender.BufferedKafkaSender` drains it, keyed by the topic contracts and partitioned as
+Kafka's default partitioner does; while Kafka is down they wait on disk, and a restart
+resumes from there. A full buffer refuses the poll's records (counted and logged): that poll
+is a gap, nothing older is dropped.
+
 Files: `<out>/mdc.node-telemetry.jsonl` and `<out>/mdc.facility-telemetry.jsonl` (what
 `microdc process --in <out>` reads) and `<out>/mdc.dead-letters.jsonl`, appended poll by poll
 and flushed after each (a reader may tail them).
@@ -17,10 +23,11 @@ from typing import IO
 
 import msgspec
 
+from pipeline.collect.buffer import BufferFull, DiskBuffer, Record
 from pipeline.collect.config import CollectorConfig
 from pipeline.collect.service import Collector, CollectorMetrics, PollResult
 from pipeline.collect.sources import reader
-from pipeline.contracts.topics import DEAD_LETTERS, FACILITY_TELEMETRY, NODE_TELEMETRY
+from pipeline.contracts.topics import DEAD_LETTERS, FACILITY_TELEMETRY, NODE_TELEMETRY, TopicSpec
 from pipeline.errors import PipelineError
 from pipeline.fleet.model import Fleet
 
@@ -59,11 +66,7 @@ class FileOutput:
 
     async def __call__(self, result: PollResult) -> None:
         files = self._files
-        for spec, records in (
-            (NODE_TELEMETRY, result.samples),
-            (FACILITY_TELEMETRY, result.facility_samples),
-            (DEAD_LETTERS, result.dead_letters),
-        ):
+        for spec, records in records_of(result):
             f = files[spec.name]
             for record in records:
                 f.write(_encode(record) + b"\n")
@@ -72,6 +75,43 @@ class FileOutput:
     def __exit__(self, *_: object) -> None:
         for f in self._files.values():
             f.close()
+
+
+def records_of(result: PollResult) -> list[tuple[TopicSpec, list[msgspec.Struct]]]:
+    """A poll's records by topic."""
+    return [
+        (NODE_TELEMETRY, list(result.samples)),
+        (FACILITY_TELEMETRY, list(result.facility_samples)),
+        (DEAD_LETTERS, list(result.dead_letters)),
+    ]
+
+
+class BufferedOutput:
+    """Appends each poll's records, keyed by their topic contracts, to a `DiskBuffer` (a
+    `BufferedKafkaSender` drains it); `wake` tells the sender there is more."""
+
+    def __init__(
+        self, buffer: DiskBuffer, wake: Callable[[], None], metrics: CollectorMetrics
+    ) -> None:
+        self.buffer = buffer
+        self.wake = wake
+        self.metrics = metrics
+
+    async def __call__(self, result: PollResult) -> None:
+        records = [
+            Record(spec.name, spec.key_of(record), _encode(record))
+            for spec, batch in records_of(result)
+            for record in batch
+        ]
+        if not records:
+            return
+        try:
+            await asyncio.to_thread(self.buffer.append, records)  # fsync: off the event loop
+        except BufferFull:  # logged once per full spell by the buffer
+            self.metrics.buffer_refused.inc(len(records))
+            return
+        self.metrics.buffered_bytes.set(self.buffer.disk_bytes)
+        self.wake()
 
 
 async def collect(

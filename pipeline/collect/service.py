@@ -95,6 +95,16 @@ class CollectorMetrics:
             ["source"],
             registry=r,
         )
+        self.buffer_refused = Counter(
+            "microdc_collect_buffer_refused_records",
+            "Records the full disk buffer refused (their polls are gaps).",
+            registry=r,
+        )
+        self.buffered_bytes = Gauge(
+            "microdc_collect_buffered_bytes",
+            "Bytes waiting in the disk buffer for Kafka.",
+            registry=r,
+        )
 
 
 @dataclass
