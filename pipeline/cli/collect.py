@@ -26,11 +26,13 @@ from pipeline.cli.base import (
 @app.command()
 def collect(
     collectors: Annotated[
-        Path,
+        Path | None,
         typer.Option(
-            "--collectors", help="Collector file: the sources of each node (README: Collectors)."
+            "--collectors",
+            help="Collector file: the sources of each node and site (README: Collectors); "
+            "default: the fleet file's `collectors:`.",
         ),
-    ],
+    ] = None,
     sink: Annotated[Sink, choice_option(Sink, "--sink", "Where records go.")] = Sink.FILES,
     out_dir: Annotated[
         Path, typer.Option("--out", help="Folder the JSON-lines records are appended to.")
@@ -80,11 +82,19 @@ def collect(
     from pipeline.collect.run import CollectStats, FileOutput
     from pipeline.collect.run import collect as run_collect
     from pipeline.collect.service import CollectorMetrics
+    from pipeline.errors import ConfigError
     from pipeline.fleet import load_fleet
 
     settings = settings_with(kafka_bootstrap=bootstrap, topic_prefix=topic_prefix, fleet=fleet)
     start_logging(settings, level="INFO")
     fleet_data = load_fleet(settings.fleet)
+    if collectors is None:
+        if fleet_data.collectors is None or settings.fleet is None:
+            raise ConfigError(
+                "no collector file: give --collectors, or name one in the fleet file "
+                "(collectors: collectors.yaml, relative to the fleet file)"
+            )
+        collectors = Path(settings.fleet).parent / fleet_data.collectors
     config = load_collectors(collectors, fleet_data)
     metrics = CollectorMetrics()
     if metrics_port is not None:

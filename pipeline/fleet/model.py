@@ -186,6 +186,8 @@ class Fleet(_Spec, frozen=True, dict=True):
     onsite_renewable_gco2e_per_kwh: NonNeg = 41.0
     currency: Literal["USD"] = "USD"
     plausibility: Plausibility = msgspec.field(default_factory=Plausibility)
+    #: The collector file `microdc collect` reads when not given one (relative: to this file).
+    collectors: str | None = None
 
     @cached_property
     def site_by_id(self) -> dict[str, Site]:
