@@ -62,14 +62,15 @@ browser: ## Debian's chromium for the browser tests (apt-get as root, else sudo)
 	@command -v $${MICRODC_CHROMIUM:-chromium} >/dev/null 2>&1 || { echo "no chromium: install Debian's chromium package or set MICRODC_CHROMIUM=/path/to/chromium" >&2; exit 1; }
 
 # Real telemetry programs the collector tests run on loopback (Debian packages).
-COLLECT_BINARIES := /usr/bin/prometheus-node-exporter /usr/bin/prometheus
-collect-deps: ## Debian's prometheus-node-exporter and prometheus for the collector tests (apt-get as root, else sudo)
+COLLECT_PACKAGES := prometheus-node-exporter prometheus ipmitool openipmi gcc libc6-dev
+COLLECT_BINARIES := /usr/bin/prometheus-node-exporter /usr/bin/prometheus /usr/bin/ipmitool /usr/bin/ipmi_sim /usr/bin/gcc
+collect-deps: ## Debian's node_exporter, prometheus, ipmitool and ipmi_sim for the collector tests (apt-get as root, else sudo)
 	@missing=""; for b in $(COLLECT_BINARIES); do [ -x $$b ] || missing=1; done; \
 	if [ -n "$$missing" ]; then \
-	  echo "installing Debian's prometheus-node-exporter and prometheus for the collector tests"; \
+	  echo "installing Debian's $(COLLECT_PACKAGES) for the collector tests"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus-node-exporter prometheus >/dev/null; fi
-	@for b in $(COLLECT_BINARIES); do [ -x $$b ] || { echo "no $$b: apt-get install prometheus-node-exporter prometheus" >&2; exit 1; }; done
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $(COLLECT_PACKAGES) >/dev/null; fi
+	@for b in $(COLLECT_BINARIES); do [ -x $$b ] || { echo "no $$b: apt-get install $(COLLECT_PACKAGES)" >&2; exit 1; }; done
 
 demo: $(STAMP) ## run the pipeline on the embedded default (no Kafka needed)
 	@$(BIN)/microdc demo
@@ -105,6 +106,7 @@ bench: $(STAMP) kafka-jars ## benchmarks against a real broker; prints tables
 	$(BIN)/python bench/bench_hostile.py
 	$(BIN)/python bench/bench_latency.py
 	$(BIN)/python bench/bench_partitioners.py
+	$(BIN)/python bench/bench_collect.py
 
 kafka-up: $(STAMP) kafka-jars ## start a local KRaft broker on 127.0.0.1 (prints its address)
 	$(BIN)/microdc kafka up

@@ -86,7 +86,6 @@ def collect(
     from pipeline.fleet import load_fleet
 
     settings = settings_with(kafka_bootstrap=bootstrap, topic_prefix=topic_prefix, fleet=fleet)
-    start_logging(settings, level="INFO")
     fleet_data = load_fleet(settings.fleet)
     if collectors is None:
         if fleet_data.collectors is None or settings.fleet is None:
@@ -96,6 +95,7 @@ def collect(
             )
         collectors = Path(settings.fleet).parent / fleet_data.collectors
     config = load_collectors(collectors, fleet_data)
+    start_logging(settings, level="INFO")  # once the files are good: errors are one line
     metrics = CollectorMetrics()
     if metrics_port is not None:
         start_http_server(metrics_port, addr=metrics_bind, registry=metrics.registry)

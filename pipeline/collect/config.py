@@ -161,7 +161,32 @@ class SnmpSource(_Source, frozen=True, tag_field="kind", tag="snmp"):
         return _secret(getattr(self, f"{what}_env"), getattr(self, f"{what}_file"), what)
 
 
-NodeSource = RedfishSource | PrometheusSource
+class IpmiSource(_Source, frozen=True, tag_field="kind", tag="ipmi"):
+    """A BMC without Redfish: node power by IPMI DCMI (`ipmitool dcmi power reading`).
+    Credentials from `*_env` / `*_file`, as for Redfish; `timeout_s` is ipmitool's per-message
+    retransmit time (whole seconds)."""
+
+    host: Annotated[str, msgspec.Meta(min_length=1, max_length=255, pattern=r"^[^\s-]\S*$")]
+    port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 623
+    interface: Literal["lanplus", "lan"] = "lanplus"
+    username_env: EnvName | None = None
+    username_file: str | None = None
+    password_env: EnvName | None = None
+    password_file: str | None = None
+    retries: Annotated[int, msgspec.Meta(ge=0, le=10)] = 1
+
+    def credentials(self) -> tuple[str, str]:
+        """(username, password); a password is required, the username may be the null user."""
+        user = _secret(self.username_env, self.username_file, "username")
+        password = _secret(self.password_env, self.password_file, "password")
+        if password is None:
+            raise CollectorFileError(
+                "<environment>", "$", f"ipmi {self.host}: give password_env or password_file"
+            )
+        return user or "", password
+
+
+NodeSource = RedfishSource | PrometheusSource | IpmiSource
 SiteSource = RedfishPduSource | SnmpSource
 
 
@@ -250,6 +275,12 @@ def _source_problems(
                 problems.append((f"{at}.server", "a Prometheus server needs the instance label"))
         elif isinstance(source, SnmpSource):
             problems += _snmp_problems(at, source)
+        elif isinstance(source, IpmiSource):
+            for what in ("username", "password"):
+                if getattr(source, f"{what}_env") and getattr(source, f"{what}_file"):
+                    problems.append((at, f"give the {what} as {what}_env or {what}_file, not both"))
+            if not (source.password_env or source.password_file):
+                problems.append((at, "IPMI needs password_env or password_file"))
         else:
             for what in ("username", "password"):
                 env, path = getattr(source, f"{what}_env"), getattr(source, f"{what}_file")

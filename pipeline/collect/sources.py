@@ -14,8 +14,9 @@ from dataclasses import dataclass
 import aiohttp
 from yarl import URL
 
-from pipeline.collect import prometheus, snmp
+from pipeline.collect import ipmi, prometheus, snmp
 from pipeline.collect.config import (
+    IpmiSource,
     PrometheusSource,
     RedfishPduSource,
     RedfishSource,
@@ -30,6 +31,7 @@ SOURCE_ERRORS: tuple[type[BaseException], ...] = (
     RedfishError,
     prometheus.PrometheusSourceError,
     snmp.SnmpError,
+    ipmi.IpmiError,
     aiohttp.ClientError,
     asyncio.TimeoutError,
     OSError,
@@ -48,8 +50,12 @@ class Reader:
     close: Callable[[], Awaitable[None]]
 
 
-def reader(source: RedfishSource | RedfishPduSource | PrometheusSource | SnmpSource) -> Reader:
+def reader(
+    source: RedfishSource | RedfishPduSource | PrometheusSource | SnmpSource | IpmiSource,
+) -> Reader:
     """The reader of `source` (credentials are resolved now: a missing one is an error)."""
+    if isinstance(source, IpmiSource):
+        return _ipmi(source)
     if isinstance(source, PrometheusSource):
         return _prometheus(source)
     if isinstance(source, SnmpSource):
@@ -158,3 +164,21 @@ def _snmp(source: SnmpSource) -> Reader:
         return None
 
     return Reader(label, read, close)
+
+
+def _ipmi(source: IpmiSource) -> Reader:
+    username, password = source.credentials()
+    target = ipmi.IpmiTarget(
+        source.host,
+        username=username,
+        password=password,
+        port=source.port,
+        interface=source.interface,
+        timeout_s=source.timeout_s,
+        retries=source.retries,
+    )
+
+    async def close() -> None:
+        return None
+
+    return Reader(f"ipmi:{target.address}", lambda: ipmi.read_dcmi_power(target), close)
