@@ -87,6 +87,10 @@ class IpmiError(PipelineError):
         super().__init__(f"ipmi {host}: {reason}")
 
 
+class IpmiDataError(IpmiError, ValueError):
+    """ipmitool's output has no power reading in it: the collector dead-letters it."""
+
+
 class IpmiAuthError(IpmiError):
     """The BMC refused the credentials (unknown user, wrong password)."""
 
@@ -219,7 +223,7 @@ def parse_dcmi_power(text: str, source: str, at_ms: int, *, host: str | None = N
     state = _STATE.search(text)
     if instant is None or state is None:
         missing = "the instantaneous power reading" if instant is None else "the reading state"
-        raise IpmiError(where, f"ipmitool printed no {missing}: {_excerpt(text)}")
+        raise IpmiDataError(where, f"ipmitool printed no {missing}: {_excerpt(text)}")
     period = _PERIOD.search(text)
     stamp = _STAMP.search(text)
     power = DcmiPower(

@@ -70,6 +70,11 @@ class RedfishError(PipelineError):
         super().__init__(f"redfish {url}: {reason}")
 
 
+class RedfishDataError(RedfishError, ValueError):
+    """The service answered, but not with Redfish data (not JSON, not an object, too large):
+    the collector dead-letters it with the reason."""
+
+
 class RedfishAuthError(RedfishError):
     """The BMC refused the credentials (401/403 after logging in): check user and password."""
 
@@ -443,7 +448,7 @@ class RedfishClient:
                 async for chunk in resp.content.iter_chunked(64 * 1024):
                     data += chunk
                     if len(data) > _MAX_BODY_BYTES:
-                        raise RedfishError(str(url), f"body over {_MAX_BODY_BYTES} bytes")
+                        raise RedfishDataError(str(url), f"body over {_MAX_BODY_BYTES} bytes")
                 return resp.status, dict(resp.headers), bytes(data)
         except TimeoutError as e:
             raise RedfishError(str(url), f"no answer within {self.timeout_s:g} s") from e
@@ -490,9 +495,9 @@ class RedfishClient:
         try:
             parsed = json.loads(data)
         except (ValueError, RecursionError) as e:
-            raise RedfishError(url, f"body is not JSON ({e})") from e
+            raise RedfishDataError(url, f"body is not JSON ({e})") from e
         if not isinstance(parsed, dict):
-            raise RedfishError(url, f"body is JSON {type(parsed).__name__}, not an object")
+            raise RedfishDataError(url, f"body is JSON {type(parsed).__name__}, not an object")
         return parsed
 
     async def _service_root(self) -> Resource:

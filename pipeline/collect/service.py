@@ -223,7 +223,9 @@ class Collector:
                 reason = type(exc).__name__
                 self.metrics.failures.labels(reader.label, reason).inc()
                 health.failed(now, str(exc) or reason, self.config.poll_interval_s)
-                if isinstance(exc, ValueError):  # an answer that is garbage: keep the evidence
+                # an answer that is garbage (the readers' *DataError are ValueErrors), not an
+                # absence: a dead letter with the source and the reason
+                if isinstance(exc, ValueError):
                     result.dead_letters.append(self._dead(reader.label, now, str(exc), []))
                 return []
             health.ok(now)

@@ -84,6 +84,11 @@ class SnmpError(PipelineError):
         super().__init__(f"{where}: {reason}")
 
 
+class SnmpDataError(SnmpError, ValueError):
+    """The agent answered a value of the wrong kind (not an integer, outside 64 bits): the
+    collector dead-letters it with the reason."""
+
+
 class SnmpAuthError(SnmpError):
     """The agent refused SNMPv3 credentials (unknown user, wrong digest, cannot decrypt)."""
 
@@ -169,9 +174,9 @@ def _integer(host: str, oid: str, varbinds: Varbinds) -> tuple[int, int | None]:
         return value.value, value.bits
     if isinstance(value, bool) or not isinstance(value, int):
         kind = value.type_name if isinstance(value, OtherValue) else type(value).__name__
-        raise SnmpError(host, f"wrong type {kind}, need an integer", oid)
+        raise SnmpDataError(host, f"wrong type {kind}, need an integer", oid)
     if not _SNMP_MIN <= value <= _SNMP_MAX:
-        raise SnmpError(host, f"{value} is no SNMP integer (outside 64 bits)", oid)
+        raise SnmpDataError(host, f"{value} is no SNMP integer (outside 64 bits)", oid)
     return value, None
 
 

@@ -11,10 +11,12 @@ from typing import Any
 import pytest
 
 from pipeline.collect.config import CollectorConfig, NodeSources, PrometheusSource, RedfishSource
+from pipeline.collect.ipmi import IpmiDataError, IpmiError
 from pipeline.collect.prometheus import PrometheusDataError
 from pipeline.collect.readings import Quantity, Reading
-from pipeline.collect.redfish import RedfishError
+from pipeline.collect.redfish import RedfishDataError, RedfishError
 from pipeline.collect.service import Collector
+from pipeline.collect.snmp import SnmpDataError, SnmpError
 from pipeline.collect.sources import Reader
 from pipeline.fleet import load_fleet
 
@@ -156,3 +158,25 @@ def test_an_impossible_reading_is_a_dead_letter_not_a_sample() -> None:
     assert result.samples == []
     (dead,) = result.dead_letters
     assert dead.record_key == node_id.encode() and "power_w" in dead.error_detail
+
+
+@pytest.mark.parametrize(
+    ("error", "dead"),
+    [
+        (RedfishDataError("https://bmc/redfish/v1", "body is not JSON (line 1)"), True),
+        (SnmpDataError("10.0.0.5:161", "wrong type OctetString, need an integer", "1.3.6"), True),
+        (IpmiDataError("10.0.0.7:623", "ipmitool printed no the reading state: ..."), True),
+        (RedfishError("https://bmc/redfish/v1", "no answer within 5 s"), False),
+        (SnmpError("10.0.0.5:161", "no answer within 2 s"), False),
+        (IpmiError("10.0.0.7:623", "ipmitool exited 1: ..."), False),
+    ],
+    ids=lambda v: type(v).__name__ if isinstance(v, Exception) else str(v),
+)
+def test_garbage_from_any_reader_is_a_dead_letter_and_an_absence_is_not(
+    error: Exception, dead: bool
+) -> None:
+    collector, bmc, exporter, _clock, _node = setup()
+    bmc.answers = [error]
+    exporter.answers = [energy(0.0)]
+    result = asyncio.run(collector.poll())
+    assert [d.error_detail for d in result.dead_letters] == ([str(error)] if dead else [])
