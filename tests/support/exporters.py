@@ -9,10 +9,7 @@ install it, never skips.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
-import signal
 import subprocess
 import urllib.request
 from pathlib import Path
@@ -20,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.localkafka import free_ports
-from tests.support.worker_procs import _die_with_parent, wait_for
+from tests.support.worker_procs import _die_with_parent, log_tail, stop_child, wait_for
 
 NODE_EXPORTER = "/usr/bin/prometheus-node-exporter"
 PROMETHEUS = "/usr/bin/prometheus"
@@ -122,18 +119,10 @@ class Daemon:
         wait_for(lambda: self.get(path), timeout, f"{self.name} to answer {path}")
 
     def tail(self) -> str:
-        with contextlib.suppress(OSError):
-            return self.log.read_text(errors="replace")[-2000:]
-        return "(no log)"
+        return log_tail(self.log)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
+        stop_child(self.proc)
 
 
 def start_node_exporter(host: FakeHost, log: Path) -> Daemon:

@@ -17,11 +17,9 @@ ipmi_sim, ipmitool or gcc fails the test saying how to install it, never skips.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import platform
 import shutil
-import signal
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -32,7 +30,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.collect.ipmi import IpmiTarget
-from tests.support.worker_procs import _die_with_parent, wait_for
+from tests.support.worker_procs import _die_with_parent, log_tail, stop_child, wait_for
 
 HOW_TO_INSTALL = {
     "ipmi_sim": "apt-get install -y openipmi",
@@ -247,18 +245,10 @@ class IpmiSim:
         wait_for(self._answers, timeout, f"ipmi_sim on udp 127.0.0.1:{self.port}", every=0.3)
 
     def tail(self) -> str:
-        with contextlib.suppress(OSError):
-            return self.log.read_text(errors="replace")[-2000:]
-        return "(no log)"
+        return log_tail(self.log)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop_child(self.proc)
 
 
 @contextmanager

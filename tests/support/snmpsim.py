@@ -16,10 +16,8 @@ snmpsim fails the test saying how to install it, never skips.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -32,7 +30,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.collect.snmp import SnmpError, SnmpTarget, SnmpV2c, SnmpV3, get
-from tests.support.worker_procs import _die_with_parent, wait_for
+from tests.support.worker_procs import _die_with_parent, log_tail, stop_child, wait_for
 
 HOW_TO_INSTALL = (
     "install the SNMP simulator into the project's venv: .venv/bin/pip install 'snmpsim>=1.2,<2'"
@@ -166,18 +164,10 @@ class SnmpSim:
         wait_for(self._answers, timeout, f"snmpsim on udp 127.0.0.1:{self.port}")
 
     def tail(self) -> str:
-        with contextlib.suppress(OSError):
-            return self.log.read_text(errors="replace")[-2000:]
-        return "(no log)"
+        return log_tail(self.log)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop_child(self.proc)
 
 
 @contextmanager

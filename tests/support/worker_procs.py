@@ -39,6 +39,24 @@ def _die_with_parent() -> Callable[[], None]:
     return preexec
 
 
+def log_tail(log: Path, chars: int = 2000) -> str:
+    """The end of a child's log file, for a failure message."""
+    with contextlib.suppress(OSError):
+        return log.read_text(errors="replace")[-chars:]
+    return "(no log)"
+
+
+def stop_child(proc: subprocess.Popen[bytes], grace_s: float = 10) -> None:
+    """SIGTERM a child still running, SIGKILL it after `grace_s`, and reap it."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(grace_s)
+
+
 def wait_for(check: Callable[[], Any], timeout: float, what: str, every: float = 0.2) -> Any:
     """Poll `check` until it returns something truthy; fail with `what` after `timeout` s."""
     deadline = time.monotonic() + timeout
