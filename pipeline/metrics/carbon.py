@@ -88,6 +88,8 @@ class GridPoint(msgspec.Struct, frozen=True, kw_only=True):
     valid_to_ms: int
     gco2e_per_kwh: float
     source: str
+    #: "lifecycle" (what the SCI wants, as the static fallbacks are) or "direct".
+    emission_factor_type: str = "lifecycle"
 
     def __post_init__(self) -> None:
         if self.valid_to_ms <= self.valid_from_ms:
@@ -106,6 +108,7 @@ class GridPoint(msgspec.Struct, frozen=True, kw_only=True):
             valid_to_ms=_epoch_ms(record.valid_to),
             gco2e_per_kwh=record.carbon_intensity_gco2e_per_kwh,
             source=record.source,
+            emission_factor_type=record.emission_factor_type,
         )
 
 
@@ -114,14 +117,17 @@ def _epoch_ms(at: datetime) -> int:
     return (at - _EPOCH) // _MS
 
 
-def _preference(point: GridPoint) -> tuple[int, float]:
-    """Tie-break among candidates: latest `valid_from_ms`, then the highest intensity.
+def _preference(point: GridPoint) -> tuple[bool, int, float]:
+    """Tie-break among candidates: a lifecycle value before a direct one (the SCI counts the
+    whole life cycle, as the static fallbacks do; a direct value, combustion only, is used only
+    where no lifecycle one is known), then the latest `valid_from_ms`, then the highest
+    intensity.
 
     Highest value second because two values for the same interval are usually an estimate and
     its revision, and we cannot tell which is newer from the point alone: the higher one is the
     conservative choice (never under-reports carbon) and does not depend on arrival order.
     """
-    return point.valid_from_ms, point.gco2e_per_kwh
+    return point.emission_factor_type == "lifecycle", point.valid_from_ms, point.gco2e_per_kwh
 
 
 def pick_intensity(
@@ -137,7 +143,8 @@ def pick_intensity(
       `max_age_ms` before it (`minute_ms - valid_to_ms <= max_age_ms`; exactly 2 h is allowed);
     - `fallback`: otherwise `fallback` (the zone's static Ember value).
     Points starting after the minute (forecasts) are ignored. Among several candidates of the
-    same kind, `_preference` decides: latest `valid_from_ms`, then highest value.
+    same kind, `_preference` decides: lifecycle before direct, latest `valid_from_ms`, then
+    highest value.
     """
     covering = [p for p in points if p.valid_from_ms <= minute_ms < p.valid_to_ms]
     if covering:

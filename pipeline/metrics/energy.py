@@ -48,6 +48,8 @@ class ServiceBusy:
     service: str
     team: str
     busy_us: int
+    #: Requests that finished (their count shares the energy when nobody's busy time is known).
+    requests: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,20 +74,26 @@ def attribute(
 ) -> list[Attribution]:
     """Split a node-minute's energy: dynamic energy by busy-time share, the rest to `__idle__`.
 
-    With no busy time at all, every Wh is idle. Services come out sorted by name and the idle row
+    Busy time is measured at the log's resolution (nginx's `$request_time`: 1 ms), so a node
+    whose requests were all faster has none: then the dynamic energy is shared by request
+    count (each request the same unmeasurably short time) rather than called idle. Every
+    service of `busy` gets its row (its requests are counted even when its share is 0); with
+    no services at all, every Wh is idle. Services come out sorted by name and the idle row
     last; attributed + idle equals the metered energy to floating-point tolerance.
     """
     energy_wh = energy_uwh / UWH_PER_WH
     _, dynamic_wh = split_idle(energy_uwh, covered_ms, idle_power_w)
     total_busy = sum(b.busy_us for b in busy.values())
+    weights = {name: (b.busy_us if total_busy > 0 else b.requests) for name, b in busy.items()}
+    total = sum(weights.values())
     rows: list[Attribution] = []
     attributed = 0.0
-    if total_busy > 0:
-        for name in sorted(busy):
-            b = busy[name]
-            part = dynamic_wh * b.busy_us / total_busy
-            attributed += part
-            rows.append(Attribution(name, b.team, part, part / energy_wh if energy_wh else 0.0))
+    for name in sorted(busy):
+        part = dynamic_wh * weights[name] / total if total > 0 else 0.0
+        attributed += part
+        rows.append(
+            Attribution(name, busy[name].team, part, part / energy_wh if energy_wh else 0.0)
+        )
     idle_total = energy_wh - attributed  # idle energy, plus dynamic energy nobody was busy for
     rows.append(
         Attribution(

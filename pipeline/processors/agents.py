@@ -97,26 +97,34 @@ class PartitionRun:
         #: `max_source_skew_s` while another is ahead.
         self.watermarks: dict[str, int | None] = {}
         self.moved_at: dict[str, float] = {s.name: time.monotonic() for s in sources}
+        #: Per source: since when (monotonic) it has been behind the lead.
+        self.behind_since: dict[str, float] = {}
         self.dirty = False
         self.saved_at = time.monotonic()
 
-    def stalled(self, marks: Mapping[str, int | None], bound_s: float) -> frozenset[str]:
+    def stalled(
+        self, marks: Mapping[str, int | None], bound_s: float, now: float | None = None
+    ) -> frozenset[str]:
         """The skew rule, for sources (stage 1) or stage-1 partitions (stage 2) alike: those
-        whose mark is behind the furthest one (or missing) and has not moved for `bound_s` of
-        wall clock. Records when each mark last moved."""
-        now = time.monotonic()
+        whose mark is behind the furthest one (or missing) and has been, without moving, for
+        `bound_s` of wall clock. The clock starts when a mark is both unmoved and behind: marks
+        that were all waiting together (a backlog's start, every request stream quiet at once)
+        are not dropped the moment one of them moves first."""
+        now = time.monotonic() if now is None else now
         for name, mark in marks.items():
             if mark != self.watermarks.get(name, -1):
                 self.watermarks[name] = mark
                 self.moved_at[name] = now
         lead = max((m for m in marks.values() if m is not None), default=None)
-        if lead is None:
-            return frozenset()
-        return frozenset(
-            name
-            for name, mark in marks.items()
-            if (mark is None or mark < lead) and now - self.moved_at[name] > bound_s
-        )
+        stalled = set()
+        for name, mark in marks.items():
+            if lead is None or (mark is not None and mark >= lead):
+                self.behind_since.pop(name, None)
+                continue
+            since = max(self.moved_at[name], self.behind_since.setdefault(name, now))
+            if now - since > bound_s:
+                stalled.add(name)
+        return frozenset(stalled)
 
 
 class StageAgent:

@@ -507,7 +507,7 @@ def node_minute_rows(
     """The closed rows of one node in one minute: its energy attributed to services by busy
     time, the rest idle; embodied carbon shared the same way (all on the idle row of a node
     that drew nothing). A node with neither samples nor requests gets one idle row."""
-    busy = {name: ServiceBusy(name, s.team, s.busy_us) for name, s in services.items()}
+    busy = {name: ServiceBusy(name, s.team, s.busy_us, s.requests) for name, s in services.items()}
     node_wh = energy.energy_uwh / UWH_PER_WH
     coverage = energy.covered_ms / MINUTE_MS
     out: list[NodeMinute] = []

@@ -263,16 +263,16 @@ class SiteStage:
                 f"grid zone {zone!r} is neither a site's grid_zone nor in "
                 "grid_fallback_gco2e_per_kwh"
             )
+        if record.signal != "average":
+            # a marginal rate says what a change in load would emit (for shifting load), not
+            # what the energy used emitted: the SCI is location-based, on the average mix.
+            # Marginal records land in the lake (grid_intensity) but are not used here.
+            return
         valid_from_ms = epoch_ms(record.valid_from)
         last_from = self.state.grid_last_from.get(zone)
         if last_from is None or valid_from_ms > last_from + self._grid_horizon_ms:
             future_check(valid_from_ms, last_from, self.now_ms, self._grid_horizon_ms, "valid_from")
-        point = carbon.GridPoint(
-            valid_from_ms=epoch_ms(record.valid_from),
-            valid_to_ms=epoch_ms(record.valid_to),
-            gco2e_per_kwh=record.carbon_intensity_gco2e_per_kwh,
-            source=record.source,
-        )
+        point = carbon.GridPoint.from_record(record)
         self.state.grid.setdefault(zone, carbon.GridHistory(zone=zone)).add(point)
         self.state.grid_last_from[zone] = max(
             self.state.grid_last_from.get(zone, point.valid_from_ms), point.valid_from_ms

@@ -122,6 +122,16 @@ def test_tie_break_latest_start_then_highest_value() -> None:
     assert pick_intensity([estimate, revision], minute, 507.0) == (210.0, "grid")
 
 
+def test_a_lifecycle_value_beats_a_direct_one_whatever_their_starts() -> None:
+    """Electricity Maps' lifecycle hour and a later-starting direct half hour (UK, XM and
+    WattTime publish combustion only) both cover the minute: the SCI takes the lifecycle."""
+    lifecycle = point(1, 2, 171.4, "electricitymaps")
+    direct = msgspec.structs.replace(point(1.5, 2, 98.1, "uk"), emission_factor_type="direct")
+    minute = T0 + 100 * MINUTE_MS
+    assert pick_intensity([direct, lifecycle], minute, 507.0) == (171.4, "grid")
+    assert pick_intensity([direct], minute, 507.0) == (98.1, "grid")  # only direct: used
+
+
 def test_stale_choice_uses_the_same_tie_break() -> None:
     # At 3 h: a ended 1 h ago (started 0 h), b ended 1.5 h ago but started later (1 h).
     a, b = point(0, 2, 300.0), point(1, 1.5, 280.0)

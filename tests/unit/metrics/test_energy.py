@@ -122,3 +122,24 @@ def test_epoch_ms_is_exact_and_floors_microseconds() -> None:
     assert epoch_ms(when) == 1_772_463_601_123
     assert epoch_ms(datetime(1970, 1, 1, tzinfo=UTC)) == 0
     assert epoch_ms(datetime(1969, 12, 31, 23, 59, 59, 999_500, tzinfo=UTC)) == -1
+
+
+def test_requests_faster_than_the_log_resolution_share_by_count_and_are_counted() -> None:
+    """Found end to end with real nginx: `$request_time` is 0.000 for sub-millisecond answers;
+    a node whose requests all logged 0 ms had its dynamic energy called idle and its requests
+    dropped from the energy rows. Now the energy is shared by request count, 5:1."""
+    busy = {"a": ServiceBusy("a", "t", 0, requests=5), "b": ServiceBusy("b", "t", 0, requests=1)}
+    rows = attribute(10_000_000, 60_000, 300.0, busy)  # dynamic 5 Wh, idle 5 Wh
+    assert [(r.service, r.energy_wh) for r in rows] == [
+        ("a", pytest.approx(5 * 5 / 6)),
+        ("b", pytest.approx(5 / 6)),
+        (IDLE_SERVICE, pytest.approx(5.0)),
+    ]
+    # one service measured busy, the other not: busy time decides, the other keeps its row
+    busy["a"] = ServiceBusy("a", "t", 2_000, requests=5)
+    rows = attribute(10_000_000, 60_000, 300.0, busy)
+    assert [(r.service, r.energy_wh) for r in rows] == [
+        ("a", pytest.approx(5.0)),
+        ("b", 0.0),
+        (IDLE_SERVICE, pytest.approx(5.0)),
+    ]

@@ -102,3 +102,41 @@ def test_stage_two_stops_waiting_for_a_stage_one_partition_that_never_marks(
     clock.now += 6.0
     agent.after_batch(run)
     assert stage.excluded_partitions == frozenset({3})
+
+
+def test_partitions_that_waited_together_are_not_dropped_when_one_moves_first(
+    clock: Clock,
+) -> None:
+    """Found end to end: every request stream quiet at once held all four stage-1 partitions
+    back; when stage 1 gave up on them, partitions 0 and 1 marked a few ms before 2 and 3, and
+    stage 2 (their marks unmoved for longer than the bound) dropped 2 and 3 at once, with
+    their node minutes. The bound now counts from when a mark fell behind."""
+    stage = SiteStage(fleet())
+    run = PartitionRun(0, stage, (Source("node-minutes", "t.nm"),))
+    agent = agent_of(StageTwoAgent, 5.0)
+
+    def mark(partitions: tuple[int, ...], minutes: int) -> None:
+        at = T12 + timedelta(minutes=minutes)
+        stage.on_stage_one(
+            [PartitionMark(partition=p, partitions=4, closed_before=at) for p in partitions]
+        )
+
+    mark((0, 1, 2, 3), 1)
+    agent.after_batch(run)
+    clock.now += 60.0  # all four waited together, far longer than the bound
+    agent.after_batch(run)
+    mark((0, 1), 12)  # two of them move first
+    agent.after_batch(run)
+    assert stage.excluded_partitions == frozenset()
+    clock.now += 0.02
+    mark((2, 3), 12)
+    agent.after_batch(run)
+    assert stage.excluded_partitions == frozenset()
+    mark((0, 1), 13)  # 2 and 3 behind again: given up only after the bound
+    agent.after_batch(run)
+    clock.now += 4.0
+    agent.after_batch(run)
+    assert stage.excluded_partitions == frozenset()
+    clock.now += 2.0
+    agent.after_batch(run)
+    assert stage.excluded_partitions == frozenset({2, 3})

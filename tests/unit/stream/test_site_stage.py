@@ -193,6 +193,25 @@ def test_a_minute_closes_once_a_grid_value_valid_for_it_is_known() -> None:
     assert {o.site_id for o in sites} == {"bog1", "mex1", "sao1"}
 
 
+def test_a_marginal_rate_is_not_the_sci_intensity() -> None:
+    """WattTime's co2_moer (marginal) lands in the lake, but the location-based SCI takes the
+    average mix: a marginal value neither closes a minute nor sets its intensity."""
+    t = T12 + timedelta(minutes=5)
+    stage = SiteStage(FLEET)
+    stage.on_stage_one([msgspec.structs.replace(row(10.0, 2, 0.0), window_start=t, key=f"{t}|n")])
+    stage.on_facility(facility(t + timedelta(minutes=1), 600.0, 400.0, 0.0))
+    stage.on_facility(facility(t + timedelta(minutes=4), 600.0, 400.0, 0.0))
+    stage.on_stage_one(marks(t + timedelta(minutes=1)))
+    for zone in ("MX", "BR"):
+        stage.on_grid(grid(zone, 300.0))
+    marginal = msgspec.structs.replace(grid("CO", 650.0), signal="marginal", source="watttime")
+    stage.on_grid(marginal)
+    assert not [o for o in stage.drain() if isinstance(o, SiteMinute)]  # CO has no average
+    stage.on_grid(grid("CO", 200.0))
+    (bog,) = [o for o in stage.drain() if isinstance(o, SiteMinute) and o.site_id == "bog1"]
+    assert (bog.grid_intensity_gco2e_per_kwh, bog.intensity_source) == (200.0, "grid")
+
+
 def test_slo_burn_and_alerts_do_not_wait_for_a_silent_grid_or_meter() -> None:
     """No grid value and no meter reading at all: every SLO burn row and page alert of a
     minute is out as soon as stage 1 closed it, while its energy rows wait."""
