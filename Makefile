@@ -62,9 +62,9 @@ browser: ## Debian's chromium for the browser tests (apt-get as root, else sudo)
 	@command -v $${MICRODC_CHROMIUM:-chromium} >/dev/null 2>&1 || { echo "no chromium: install Debian's chromium package or set MICRODC_CHROMIUM=/path/to/chromium" >&2; exit 1; }
 
 # Real telemetry programs the collector tests run on loopback (Debian packages).
-COLLECT_PACKAGES := prometheus-node-exporter prometheus ipmitool openipmi gcc libc6-dev
-COLLECT_BINARIES := /usr/bin/prometheus-node-exporter /usr/bin/prometheus /usr/bin/ipmitool /usr/bin/ipmi_sim /usr/bin/gcc
-collect-deps: ## Debian's node_exporter, prometheus, ipmitool and ipmi_sim for the collector tests (apt-get as root, else sudo)
+COLLECT_PACKAGES := prometheus-node-exporter prometheus ipmitool openipmi gcc libc6-dev nginx logrotate
+COLLECT_BINARIES := /usr/bin/prometheus-node-exporter /usr/bin/prometheus /usr/bin/ipmitool /usr/bin/ipmi_sim /usr/bin/gcc /usr/sbin/nginx /usr/sbin/logrotate
+collect-deps: ## Debian's node_exporter, prometheus, ipmitool, ipmi_sim, nginx and logrotate for the collector tests (apt-get as root, else sudo)
 	@missing=""; for b in $(COLLECT_BINARIES); do [ -x $$b ] || missing=1; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian's $(COLLECT_PACKAGES) for the collector tests"; \

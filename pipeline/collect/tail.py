@@ -16,6 +16,11 @@ Rotations:
   fingerprint of its head, and read from the position to its end; then the truncated file is
   read from its start.
 A file whose identity matches nothing known is read from its start (a new log).
+
+An empty log has no head to fingerprint: if it is copied and truncated before a read sees its
+first bytes, the copy is the uncompressed `<name>.*` modified after the log was last seen
+empty (its mtime: when logrotate copied it, or the log's own last write if the copy keeps it;
+an older rotated file was last written before), and it is read from its start.
 """
 
 from __future__ import annotations
@@ -23,12 +28,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO
 
 #: Bytes of a file's head its fingerprint covers (fewer while the file is shorter).
 HEAD_BYTES = 1024
+#: Bytes read per `pread` while looking for complete lines.
+READ_BYTES = 1 << 20
+#: Rotated files that are compressed (logrotate's `compress`): never a copy to read lines from.
+COMPRESSED = (".gz", ".bz2", ".xz", ".zst", ".lz4", ".Z")
 
 
 @dataclass(frozen=True)
@@ -46,8 +56,7 @@ class Position:
 
 
 def _head(f: IO[bytes], length: int = HEAD_BYTES) -> tuple[str, int]:
-    f.seek(0)
-    data = f.read(length)
+    data = os.pread(f.fileno(), length, 0)
     return hashlib.sha256(data).hexdigest(), len(data)
 
 
@@ -77,6 +86,10 @@ class Tailer:
         self._file: IO[bytes] | None = None
         self._identity: Identity | None = None
         self._offset = 0
+        #: When the current file was last seen empty (its head unknown), epoch s.
+        self._empty_since: float | None = None
+        #: (inode, size, mtime_ns) of the rotated files read to their end: never a copy.
+        self._drained: list[tuple[int, int, int]] = []
         self._resume(self._load())
 
     # -- reading -------------------------------------------------------------------------------
@@ -92,6 +105,8 @@ class Tailer:
             out += [(line, Position(identity, end)) for line, end in lines]
             if len(out) < max_lines and (len(self._draining) > 1 or self._writer_moved(f)):
                 # at its end, and the writer has moved on: it gets no more lines
+                st = os.fstat(f.fileno())
+                self._drained = [*self._drained[-15:], (st.st_ino, st.st_size, st.st_mtime_ns)]
                 f.close()
                 self._draining.pop(0)
             else:
@@ -106,6 +121,7 @@ class Tailer:
                     self._identity = identity_of(self._file)  # the head grows until full
                 lines, self._offset = _lines(self._file, self._offset, max_lines - len(out))
                 out += [(line, Position(self._identity, end)) for line, end in lines]
+                self._empty_since = time.time() if self._identity.head_len == 0 else None
         return out
 
     def _writer_moved(self, old: IO[bytes]) -> bool:
@@ -126,6 +142,8 @@ class Tailer:
             self._open_current(0)
             return
         mine = os.fstat(self._file.fileno())
+        if current.st_ino == mine.st_ino and self._copied_while_empty(mine.st_size):
+            return
         if current.st_ino != mine.st_ino:
             # renamed away: drain what is left of it, then follow the new file from its start
             self._draining.append((self._file, self._offset))
@@ -142,12 +160,34 @@ class Tailer:
             self._offset = 0
             self._identity = identity_of(self._file)
 
+    def _copied_while_empty(self, size: int) -> bool:
+        """The log was seen empty, has bytes now, and a copy was made since: drain the copy
+        (the lines before the truncation) before the log (the lines after it)."""
+        if self._empty_since is None or self._offset != 0 or size == 0:
+            return False
+        since, self._empty_since = self._empty_since, None
+        draining = {os.fstat(f.fileno()).st_ino for f, _ in self._draining}
+        copies = [
+            p
+            for p in self._candidates()
+            if not p.name.endswith(COMPRESSED)
+            and (st := p.stat()).st_mtime > since
+            and st.st_size
+            and st.st_ino not in draining
+            and (st.st_ino, st.st_size, st.st_mtime_ns) not in self._drained
+        ]
+        if not copies:
+            return False
+        self._draining.append((copies[-1].open("rb", buffering=0), 0))
+        return True
+
     def _open_current(self, offset: int) -> None:
         try:
-            f = self.path.open("rb")
+            f = self.path.open("rb", buffering=0)
         except FileNotFoundError:
             return
         self._file, self._offset, self._identity = f, offset, identity_of(f)
+        self._empty_since = None
 
     def _candidates(self) -> list[Path]:
         return sorted(
@@ -159,7 +199,7 @@ class Tailer:
         if known is None:
             return None
         for path in self._candidates():
-            f = path.open("rb")
+            f = path.open("rb", buffering=0)
             if _same_file(f, known) and os.fstat(f.fileno()).st_size >= offset:
                 return f
             f.close()
@@ -202,12 +242,15 @@ class Tailer:
             return
         known, offset = position.identity, position.offset
         try:
-            f = self.path.open("rb")
+            f = self.path.open("rb", buffering=0)
         except FileNotFoundError:
             f = None
         if f is not None and os.fstat(f.fileno()).st_ino == known.inode and _same_file(f, known):
             if os.fstat(f.fileno()).st_size >= offset:
                 self._file, self._offset, self._identity = f, offset, known
+                if known.head_len == 0:  # seen empty when the position was committed
+                    self._empty_since = self.checkpoint.stat().st_mtime
+                    self._copied_while_empty(os.fstat(f.fileno()).st_size)
                 return
             # truncated while we were away: the rest of our lines are in the copy
             copy = self._find_copy(known, offset)
@@ -219,7 +262,7 @@ class Tailer:
         # copytruncated (a copy with its head): finish that one, then read the log from 0
         found: IO[bytes] | None = None
         for path in self._candidates():
-            old = path.open("rb")
+            old = path.open("rb", buffering=0)
             if os.fstat(old.fileno()).st_ino == known.inode and _same_file(old, known):
                 found = old
                 break
@@ -241,13 +284,23 @@ class Tailer:
 
 
 def _lines(f: IO[bytes], offset: int, limit: int) -> tuple[list[tuple[bytes, int]], int]:
-    """Complete lines of `f` from `offset` (at most `limit`), each with the offset after it."""
-    f.seek(offset)
+    """Complete lines of `f` from `offset` (at most `limit`), each with the offset after it.
+
+    Read with `pread` at the offset, never through a buffered file object: after a truncation
+    a buffer would still hold the old bytes, and a seek within it would hand them out again.
+    """
+    fd = f.fileno()
     out: list[tuple[bytes, int]] = []
+    pending = b""  # an incomplete line read so far, starting at `offset`
+    size = min(READ_BYTES, max(4096, limit * 512))
     while len(out) < limit:
-        line = f.readline()
-        if not line.endswith(b"\n"):
+        chunk = os.pread(fd, size, offset + len(pending))
+        if not chunk:
             break  # nothing more, or a partial line still being written
-        offset += len(line)
-        out.append((line.rstrip(b"\r\n"), offset))
+        *complete, pending = (pending + chunk).split(b"\n")
+        for line in complete:
+            offset += len(line) + 1
+            out.append((line.rstrip(b"\r"), offset))
+            if len(out) == limit:
+                break
     return out, offset

@@ -153,3 +153,39 @@ def test_the_renamed_file_is_followed_until_the_writer_moves_to_the_new_one(log:
     writer.close()
     write(log, "4")  # reopened: the new file has bytes
     assert drain(t) == ["3", "4"]
+
+
+def copytruncate(log: Path) -> None:
+    shutil.copyfile(log, log.with_name(log.name + ".1"))
+    with log.open("r+b") as f:
+        f.truncate(0)
+
+
+def test_after_a_copytruncate_the_regrown_file_is_read_from_disk_not_a_stale_buffer(
+    log: Path,
+) -> None:
+    """Found with real nginx: a buffered reader still held the old bytes after the truncation,
+    and reading the regrown file from offset 0 handed out the old lines again."""
+    write(log, *(f"old-line-{i:02d}" for i in range(16)))
+    t = Tailer(log, log.with_name("access.pos"))
+    assert drain(t, max_lines=9) == [f"old-line-{i:02d}" for i in range(9)]
+    copytruncate(log)
+    write(log, *(f"new{i}" for i in range(12)))  # shorter than the old offset
+    got = drain(t, max_lines=7)
+    while more := drain(t, max_lines=7):
+        got += more
+    assert got == [f"old-line-{i:02d}" for i in range(9, 16)] + [f"new{i}" for i in range(12)]
+
+
+def test_copytruncate_of_lines_written_since_the_log_was_seen_empty(log: Path) -> None:
+    """An empty log has no head to recognise its copy by: the copy made since is found by its
+    modification time (the helper's reproduction of the real logrotate case)."""
+    log.touch()
+    t = Tailer(log, log.with_name("access.pos"))
+    assert drain(t) == []
+    write(log, "1", "2")
+    copytruncate(log)
+    write(log, "3")
+    assert drain(t) + drain(t) == ["1", "2", "3"]
+    write(log, "4")
+    assert drain(t) == ["4"]  # the copy is not read again
