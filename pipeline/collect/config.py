@@ -34,6 +34,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from pipeline.collect.access_log import AccessMapping
 from pipeline.errors import CollectorFileError
 from pipeline.fleet.loader import convert_yaml, line_of, read_text
 from pipeline.fleet.model import Fleet
@@ -189,6 +190,77 @@ class IpmiSource(_Source, frozen=True, tag_field="kind", tag="ipmi"):
 NodeSource = RedfishSource | PrometheusSource | IpmiSource
 SiteSource = RedfishPduSource | SnmpSource
 
+Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
+
+
+class AccessLogSource(_Source, frozen=True, tag_field="kind", tag="access_log"):
+    """An access log to tail: nginx JSON lines of the README's `log_format microdc`
+    (`nginx_json`) or Envoy's JSON access log (`envoy_json`). Its read position is
+    checkpointed (file identity + offset) in the collector's state folder, so rotations and
+    restarts lose and repeat nothing. `mapping` overrides the file's `request_mapping`."""
+
+    path: Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
+    format: Literal["nginx_json", "envoy_json", "nginx_combined"] = "nginx_json"
+    mapping: AccessMapping | None = None
+
+
+class OtlpSource(_Source, frozen=True, tag_field="kind", tag="otlp"):
+    """An OTLP/HTTP receiver (`POST /v1/traces`, protobuf or JSON): HTTP server spans become
+    request logs. Binds 127.0.0.1 unless told otherwise."""
+
+    bind: Annotated[str, msgspec.Meta(min_length=1, max_length=255)] = "127.0.0.1"
+    port: Port = 4318
+    max_body_mb: Annotated[float, msgspec.Meta(gt=0, le=256)] = 16.0
+    mapping: AccessMapping | None = None
+
+
+RequestSource = AccessLogSource | OtlpSource
+
+GridPoll = Annotated[float, msgspec.Meta(ge=10, le=86400)]
+
+
+class _GridSource(_Source, frozen=True, kw_only=True):
+    """A carbon-intensity service polled for `zone` (the fleet's `grid_zone`; the provider's
+    own zone or region code is `provider_zone`). `url` replaces the provider's base URL
+    (a proxy, a test server)."""
+
+    zone: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    provider_zone: str | None = None
+    poll_interval_s: GridPoll = 900.0
+    url: Url | None = None
+
+
+class ElectricityMapsSource(_GridSource, frozen=True, tag_field="kind", tag="electricity_maps"):
+    """Electricity Maps v3 (`auth-token` header from `api_key_env`)."""
+
+    api_key_env: EnvName = "ELECTRICITYMAPS_API_KEY"
+    emission_factor_type: Literal["lifecycle", "direct"] = "lifecycle"
+
+
+class WattTimeSource(_GridSource, frozen=True, tag_field="kind", tag="watttime"):
+    """WattTime v3 (`/login` with the username and password from the environment); `co2_aoer`
+    is the average rate, `co2_moer` the marginal one."""
+
+    signal_type: Literal["co2_aoer", "co2_moer"] = "co2_aoer"
+    username_env: EnvName = "WATTTIME_USERNAME"
+    password_env: EnvName = "WATTTIME_PASSWORD"
+
+
+class UkCarbonIntensitySource(
+    _GridSource, frozen=True, tag_field="kind", tag="uk_carbon_intensity"
+):
+    """NESO's Carbon Intensity API (no key): national, or a region by `region_id`."""
+
+    region_id: Annotated[int, msgspec.Meta(ge=1, le=17)] | None = None
+
+
+class XmSource(_GridSource, frozen=True, tag_field="kind", tag="xm"):
+    """XM's API (Colombia, no key): hourly `factorEmisionCO2e` of the entity `Sistema`,
+    published a few days late."""
+
+
+GridSource = ElectricityMapsSource | WattTimeSource | UkCarbonIntensitySource | XmSource
+
 
 class NodeSources(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     node_id: str
@@ -211,6 +283,12 @@ class CollectorConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     poll_interval_s: Annotated[float, msgspec.Meta(ge=1, le=3600)] = 15.0
     nodes: list[NodeSources] = []
     sites: list[SiteSources] = []
+    #: Request logs: access logs to tail and OTLP receivers.
+    requests: list[RequestSource] = []
+    #: How a logged request gets its node and service (a source's own `mapping` wins).
+    request_mapping: AccessMapping | None = None
+    #: Carbon-intensity services, each polled on its own interval.
+    grid: list[GridSource] = []
 
 
 def load_collectors(path: str | Path, fleet: Fleet) -> CollectorConfig:
@@ -221,7 +299,11 @@ def load_collectors(path: str | Path, fleet: Fleet) -> CollectorConfig:
 
 def parse_collectors(text: str, fleet: Fleet, file: str = "<string>") -> CollectorConfig:
     config, tree = convert_yaml(
-        text, file, CollectorConfig, CollectorFileError, top="poll_interval_s, nodes, sites"
+        text,
+        file,
+        CollectorConfig,
+        CollectorFileError,
+        top="poll_interval_s, nodes, sites, requests, request_mapping, grid",
     )
     for where, reason in _cross_check(config, fleet):
         raise CollectorFileError(file, where, reason, line_of(tree, where))
@@ -258,6 +340,50 @@ def _cross_check(config: CollectorConfig, fleet: Fleet) -> list[tuple[str, str]]
                     "metered needs a source that measures renewable, and only then",
                 )
             )
+    problems += _request_problems(config, fleet)
+    zones = {s.grid_zone for s in fleet.sites}
+    for i, grid in enumerate(config.grid):
+        if grid.zone not in zones:
+            problems.append((f"$.grid[{i}].zone", f"{grid.zone!r} is no site's grid_zone"))
+    return problems
+
+
+#: Why nginx's default `combined` format cannot make request logs.
+COMBINED_LACKS = (
+    "nginx's combined format has no request time (so no latency SLO), no request id (so a "
+    "repeated line would count twice) and no upstream address (so no node): paste the "
+    "README's `log_format microdc` and use format nginx_json"
+)
+
+
+def _request_problems(config: CollectorConfig, fleet: Fleet) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    if config.request_mapping is not None:
+        problems += [
+            (f"$.request_mapping.{where}", reason)
+            for where, reason in config.request_mapping.problems(fleet)
+        ]
+    paths: set[str] = set()
+    ports: set[tuple[str, int]] = set()
+    for i, source in enumerate(config.requests):
+        at = f"$.requests[{i}]"
+        if source.mapping is not None:
+            problems += [
+                (f"{at}.mapping.{where}", reason)
+                for where, reason in source.mapping.problems(fleet)
+            ]
+        elif config.request_mapping is None:
+            problems.append((at, "no mapping: give request_mapping or this source's mapping"))
+        if isinstance(source, AccessLogSource):
+            if source.format == "nginx_combined":
+                problems.append((f"{at}.format", COMBINED_LACKS))
+            if source.path in paths:
+                problems.append((f"{at}.path", f"{source.path!r} is tailed twice"))
+            paths.add(source.path)
+        else:
+            if (source.bind, source.port) in ports:
+                problems.append((f"{at}.port", f"{source.bind}:{source.port} is used twice"))
+            ports.add((source.bind, source.port))
     return problems
 
 

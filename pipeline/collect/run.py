@@ -24,10 +24,17 @@ from typing import IO
 import msgspec
 
 from pipeline.collect.buffer import BufferFull, DiskBuffer, Record
-from pipeline.collect.config import CollectorConfig
+from pipeline.collect.config import CollectorConfig, OtlpSource
 from pipeline.collect.service import Collector, CollectorMetrics, PollResult
 from pipeline.collect.sources import reader
-from pipeline.contracts.topics import DEAD_LETTERS, FACILITY_TELEMETRY, NODE_TELEMETRY, TopicSpec
+from pipeline.contracts.topics import (
+    DEAD_LETTERS,
+    FACILITY_TELEMETRY,
+    GRID_INTENSITY,
+    NODE_TELEMETRY,
+    REQUEST_LOG,
+    TopicSpec,
+)
 from pipeline.errors import PipelineError
 from pipeline.fleet.model import Fleet
 
@@ -40,12 +47,15 @@ class CollectStats:
     samples: int = 0
     gaps: int = 0
     dead_letters: int = 0
+    requests: int = 0
+    grid: int = 0
 
     def add(self, result: PollResult) -> None:
-        self.polls += 1
         self.samples += len(result.samples) + len(result.facility_samples)
         self.gaps += len(result.gaps)
         self.dead_letters += len(result.dead_letters)
+        self.requests += len(result.requests)
+        self.grid += len(result.grid)
 
 
 class FileOutput:
@@ -58,19 +68,26 @@ class FileOutput:
     def __enter__(self) -> FileOutput:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            for spec in (NODE_TELEMETRY, FACILITY_TELEMETRY, DEAD_LETTERS):
+            for spec in (
+                NODE_TELEMETRY,
+                FACILITY_TELEMETRY,
+                REQUEST_LOG,
+                GRID_INTENSITY,
+                DEAD_LETTERS,
+            ):
                 self._files[spec.name] = (self.folder / f"{spec.name}.jsonl").open("ab")
         except OSError as exc:
             raise PipelineError(f"cannot write collector output to {self.folder}: {exc}") from exc
         return self
 
-    async def __call__(self, result: PollResult) -> None:
+    async def __call__(self, result: PollResult) -> bool:
         files = self._files
         for spec, records in records_of(result):
             f = files[spec.name]
             for record in records:
                 f.write(_encode(record) + b"\n")
             f.flush()
+        return True
 
     def __exit__(self, *_: object) -> None:
         for f in self._files.values():
@@ -82,6 +99,8 @@ def records_of(result: PollResult) -> list[tuple[TopicSpec, list[msgspec.Struct]
     return [
         (NODE_TELEMETRY, list(result.samples)),
         (FACILITY_TELEMETRY, list(result.facility_samples)),
+        (REQUEST_LOG, list(result.requests)),
+        (GRID_INTENSITY, list(result.grid)),
         (DEAD_LETTERS, list(result.dead_letters)),
     ]
 
@@ -97,52 +116,132 @@ class BufferedOutput:
         self.wake = wake
         self.metrics = metrics
 
-    async def __call__(self, result: PollResult) -> None:
+    async def __call__(self, result: PollResult) -> bool:
+        """Whether the records are on disk (False: the buffer is full and refused them)."""
         records = [
             Record(spec.name, spec.key_of(record), _encode(record))
             for spec, batch in records_of(result)
             for record in batch
         ]
         if not records:
-            return
+            return True
         try:
             await asyncio.to_thread(self.buffer.append, records)  # fsync: off the event loop
         except BufferFull:  # logged once per full spell by the buffer
             self.metrics.buffer_refused.inc(len(records))
-            return
+            return False
         self.metrics.buffered_bytes.set(self.buffer.disk_bytes)
         self.wake()
+        return True
 
 
 async def collect(
     config: CollectorConfig,
     fleet: Fleet,
-    emit: Callable[[PollResult], Awaitable[None]],
+    emit: Callable[[PollResult], Awaitable[bool]],
     *,
+    state_dir: Path,
     once: bool = False,
     metrics: CollectorMetrics | None = None,
     report: Callable[[CollectStats], None] | None = None,
+    stop: asyncio.Event | None = None,
+    on_ready: Callable[[list[int]], None] | None = None,
 ) -> CollectStats:
-    """Poll once, or until SIGINT/SIGTERM; every poll's records go to `emit`."""
-    collector = Collector(config, fleet, reader, metrics=metrics)
+    """Run every source of `config` until SIGINT/SIGTERM (or `stop`), or `once`.
+
+    Node and site sources are polled every `poll_interval_s`, access logs followed (positions
+    in `state_dir`), OTLP receivers served, grid services polled on their own intervals; all
+    their records go to `emit` one batch at a time. `once`: one power poll, the access logs
+    read to their current end, one grid poll (OTLP receivers are not started). `on_ready`
+    gets the OTLP receivers' bound ports once they listen.
+    """
+    from pipeline.collect.gridpoll import GridPoller
+    from pipeline.collect.otlp import OtlpBatch, OtlpReceiver
+    from pipeline.collect.requests import RequestFollower, RequestPrivacy
+
+    metrics = metrics or CollectorMetrics()
+    privacy = RequestPrivacy.from_env()
     stats = CollectStats()
+    lock = asyncio.Lock()
 
-    async def counted(result: PollResult) -> None:
-        await emit(result)
-        stats.add(result)
-        if report is not None:
-            report(stats)
+    async def counted(result: PollResult) -> bool:
+        async with lock:  # one batch at a time into the buffer or the files
+            ok = await emit(result)
+        if ok:
+            stats.add(result)
+            if report is not None:
+                report(stats)
+        return ok
 
+    async def polled(result: PollResult) -> bool:
+        stats.polls += 1
+        return await counted(result)
+
+    collector = (
+        Collector(config, fleet, reader, metrics=metrics) if config.nodes or config.sites else None
+    )
+    follower = RequestFollower(config, fleet, state_dir, privacy=privacy, metrics=metrics)
+    poller = GridPoller(config, metrics=metrics)
+    receivers: list[OtlpReceiver] = []
+    for source in config.requests:
+        if isinstance(source, OtlpSource):
+            mapping = source.mapping or config.request_mapping
+            assert mapping is not None  # the collector file's check
+
+            def accept_for(label: str) -> Callable[[OtlpBatch], Awaitable[bool]]:
+                async def accept(batch: OtlpBatch) -> bool:
+                    result = PollResult(
+                        requests=[privacy.collected(r) for r in batch.records],
+                        dead_letters=[privacy.redacted(d) for d in batch.dead_letters],
+                    )
+                    ok = await counted(result)
+                    if ok:
+                        metrics.requests.labels(label).inc(len(result.requests))
+                        metrics.dead_letters.labels(label).inc(len(result.dead_letters))
+                    return ok
+
+                return accept
+
+            label = f"otlp {source.bind}:{source.port}"
+            receivers.append(
+                OtlpReceiver(
+                    accept_for(label),
+                    mapping,
+                    fleet,
+                    bind=source.bind,
+                    port=source.port,
+                    max_body_bytes=round(source.max_body_mb * 1024 * 1024),
+                )
+            )
     try:
         if once:
-            await counted(await collector.poll())
+            if collector is not None:
+                await polled(await collector.poll())
+            while await follower.step(counted):
+                pass
+            await poller.step(counted)
             return stats
-        stop = asyncio.Event()
+        stop = stop or asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):  # not on every platform
                 loop.add_signal_handler(sig, stop.set)
-        await collector.run(counted, stop)
+        ports = [await receiver.start() for receiver in receivers]
+        if on_ready is not None:
+            on_ready(ports)
+        tasks = []
+        if collector is not None:
+            tasks.append(collector.run(polled, stop))
+        if follower.logs:
+            tasks.append(follower.run(counted, stop))
+        if poller.sources:
+            tasks.append(poller.run(counted, stop))
+        await asyncio.gather(*tasks, stop.wait())
         return stats
     finally:
-        await collector.close()
+        for receiver in receivers:
+            await receiver.stop()
+        follower.close()
+        await poller.close()
+        if collector is not None:
+            await collector.close()

@@ -30,7 +30,9 @@ from pipeline.contracts.records import (
     MAX_INTERVAL_BYTES,
     MAX_NODE_POWER_W,
     MAX_SITE_POWER_W,
+    CollectedRequestLog,
     FacilitySample,
+    GridIntensity,
     NodeSample,
 )
 from pipeline.fleet.model import Fleet
@@ -95,6 +97,18 @@ class CollectorMetrics:
             ["source"],
             registry=r,
         )
+        self.requests = Counter(
+            "microdc_collect_requests",
+            "Request logs produced per source (access log or OTLP receiver).",
+            ["source"],
+            registry=r,
+        )
+        self.grid_values = Counter(
+            "microdc_collect_grid_values",
+            "Grid-intensity values produced per source (new or revised only).",
+            ["source"],
+            registry=r,
+        )
         self.buffer_refused = Counter(
             "microdc_collect_buffer_refused_records",
             "Records the full disk buffer refused (their polls are gaps).",
@@ -155,6 +169,9 @@ class PollResult:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     #: The nodes and sites that got no sample this poll.
     gaps: list[str] = field(default_factory=list)
+    #: Request logs read from access logs or received over OTLP (client IPs hashed or gone).
+    requests: list[CollectedRequestLog] = field(default_factory=list)
+    grid: list[GridIntensity] = field(default_factory=list)
 
 
 class Collector:
@@ -249,7 +266,9 @@ class Collector:
         body = msgspec.json.encode([[vars(r) for r in rs] for rs in readings])
         return dead_letter(COLLECT_TOPIC, -1, at_ms, source.encode(), body, "invalid", reason)
 
-    async def run(self, emit: Callable[[PollResult], Awaitable[None]], stop: asyncio.Event) -> None:
+    async def run(
+        self, emit: Callable[[PollResult], Awaitable[object]], stop: asyncio.Event
+    ) -> None:
         """Poll every `poll_interval_s` (on the clock, not drifting) until `stop` is set."""
         interval_ms = round(self.config.poll_interval_s * 1000)
         next_at = self.clock_ms()

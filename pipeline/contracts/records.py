@@ -154,6 +154,14 @@ class RequestLog(msgspec.Struct, frozen=True, kw_only=True):
             _require_ids(self, ("site_id", "node_id", "service", "team"))
 
 
+class CollectedRequestLog(RequestLog, frozen=True, kw_only=True):
+    """A request log as `microdc collect` sends it: the client IP never leaves the collector
+    raw. `client_ip` is None and `client_ip_hmac` is the lake's keyed hash of it (see
+    `pipeline.lake.privacy`; the lake lands it as is), or None without a secret (dropped)."""
+
+    client_ip_hmac: Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{32}$")] | None = None
+
+
 class FacilitySample(msgspec.Struct, frozen=True, kw_only=True):
     """Site meters: whole-facility and IT power over `(observed_at - interval_s, observed_at]`."""
 

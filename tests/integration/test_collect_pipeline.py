@@ -21,6 +21,8 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -76,26 +78,49 @@ def collector_text(bmc: str, meter_port: int, pdu: str) -> str:
 
 
 class EventClock:
-    def __init__(self) -> None:
-        self.ms = epoch_ms(START) + 15_000  # the first sample covers 12:00:00-12:00:15
+    def __init__(self, start: datetime = START) -> None:
+        self.ms = epoch_ms(start) + 15_000  # the first sample covers 12:00:00-12:00:15
 
     def __call__(self) -> int:
         return self.ms
 
 
+@contextmanager
+def power_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The BMC, meter and PDU servers of the four nodes and the site; yields the collector
+    file that polls them."""
+    walk = {f"{APC_POWER}.1": (INTEGER, 812), f"{APC_ENERGY}.1": (INTEGER, 12_345)}
+    with (
+        snmpsim(tmp_path / "snmp", walk, community="meters") as meter,
+        redfish_server("public-rackmount1", tmp_path / "bmc") as bmc,
+        redfish_server("public-pdu", tmp_path / "pdu") as pdu,
+    ):
+        monkeypatch.setenv("TEST_BMC_USER", bmc.username)
+        monkeypatch.setenv("TEST_BMC_PASSWORD", bmc.password)
+        monkeypatch.setenv("TEST_PDU_COMMUNITY", "meters")
+        yield collector_text(bmc.url, meter.port, pdu.url)
+
+
 async def collect_to_kafka(
-    text: str, bootstrap: str, prefix: str, buffer_dir: Path
+    text: str,
+    bootstrap: str,
+    prefix: str,
+    buffer_dir: Path,
+    *,
+    start: datetime = START,
+    polls: int = POLLS,
 ) -> tuple[int, int]:
+    """`polls` polls every 15 s of event time from `start`, through the disk buffer to Kafka."""
     fleet = load_fleet()
     config = parse_collectors(text, fleet)
-    clock = EventClock()
+    clock = EventClock(start)
     collector = Collector(config, fleet, reader, clock_ms=clock)
     node_samples = facility_samples = 0
     with DiskBuffer(buffer_dir, max_bytes=64 << 20, segment_bytes=1 << 20) as buffer:
         async with BufferedKafkaSender(buffer, bootstrap, topic_prefix=prefix) as sender:
             output = BufferedOutput(buffer, sender.notify, CollectorMetrics())
             try:
-                for _ in range(POLLS):
+                for _ in range(polls):
                     result = await collector.poll()
                     assert not result.dead_letters and not result.gaps, result
                     node_samples += len(result.samples)
@@ -164,16 +189,7 @@ def test_collected_power_gives_the_hand_computed_pue_and_energy_per_request(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    walk = {f"{APC_POWER}.1": (INTEGER, 812), f"{APC_ENERGY}.1": (INTEGER, 12_345)}
-    with (
-        snmpsim(tmp_path / "snmp", walk, community="meters") as meter,
-        redfish_server("public-rackmount1", tmp_path / "bmc") as bmc,
-        redfish_server("public-pdu", tmp_path / "pdu") as pdu,
-    ):
-        monkeypatch.setenv("TEST_BMC_USER", bmc.username)
-        monkeypatch.setenv("TEST_BMC_PASSWORD", bmc.password)
-        monkeypatch.setenv("TEST_PDU_COMMUNITY", "meters")
-        text = collector_text(bmc.url, meter.port, pdu.url)
+    with power_sources(tmp_path, monkeypatch) as text:
         nodes, sites = asyncio.run(
             collect_to_kafka(text, kafka_bootstrap, topic_prefix, tmp_path / "buffer")
         )

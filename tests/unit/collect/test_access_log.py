@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -180,3 +181,9 @@ def test_rules_naming_what_the_fleet_lacks_are_reported(fleet: Fleet) -> None:
         ("nodes[0].node_id", "'no-such-node' is not in the fleet"),
         ("services[0].service", "'no-such-service' is not in the fleet"),
     ]
+
+
+def test_the_readme_ships_the_log_format_that_is_parsed() -> None:
+    """The line users paste is the one the tests run nginx with (tests/support/nginx.py)."""
+    readme = (Path(__file__).parents[3] / "README.md").read_text(encoding="utf-8")
+    assert NGINX_LOG_FORMAT in readme

@@ -7,10 +7,14 @@ from pathlib import Path
 import pytest
 
 from pipeline.collect.config import (
+    AccessLogSource,
+    ElectricityMapsSource,
+    OtlpSource,
     PrometheusSource,
     RedfishPduSource,
     RedfishSource,
     SnmpSource,
+    WattTimeSource,
     load_collectors,
     parse_collectors,
 )
@@ -146,4 +150,68 @@ def test_errors_name_the_file_line_and_path(
     with pytest.raises(CollectorFileError, match=message) as info:
         text = body.replace("NODE", fleet.nodes[0].node_id).replace("SITE", fleet.sites[0].site_id)
         parse_collectors(text, fleet, "c.yaml")
+    assert str(info.value).startswith(f"c.yaml:{line}: $")
+
+
+REQUESTS = """requests:
+  - kind: access_log
+    path: /var/log/nginx/microdc.log
+  - kind: otlp
+    port: 4318
+request_mapping:
+  nodes: [{match: "10.20.0.11:*", node_id: bog1-r1-n01}]
+  services: [{service: checkout-api}]
+grid:
+  - kind: electricity_maps
+    zone: CO
+  - kind: watttime
+    zone: MX
+    provider_zone: CFE_NORTE
+    signal_type: co2_moer
+"""
+
+
+def test_request_and_grid_sources(fleet: Fleet) -> None:
+    config = parse_collectors(REQUESTS, fleet, "c.yaml")
+    log, otlp = config.requests
+    assert isinstance(log, AccessLogSource) and log.format == "nginx_json"
+    assert isinstance(otlp, OtlpSource) and (otlp.bind, otlp.port) == ("127.0.0.1", 4318)
+    assert config.request_mapping is not None
+    em, wt = config.grid
+    assert isinstance(em, ElectricityMapsSource) and em.api_key_env == "ELECTRICITYMAPS_API_KEY"
+    assert isinstance(wt, WattTimeSource) and wt.provider_zone == "CFE_NORTE"
+
+
+@pytest.mark.parametrize(
+    ("edit", "line", "message"),
+    [
+        # the combined format: what it lacks, and what to do
+        (
+            ("path: /var/log/nginx/microdc.log", "path: /x.log\n    format: nginx_combined"),
+            4,
+            r"requests\[0\].format: nginx's combined format has no request time .*log_format",
+        ),
+        (
+            (
+                'request_mapping:\n  nodes: [{match: "10.20.0.11:*", node_id: bog1-r1-n01}]\n'
+                "  services: [{service: checkout-api}]\n",
+                "",
+            ),
+            2,
+            r"requests\[0\]: no mapping",
+        ),
+        (
+            ("node_id: bog1-r1-n01", "node_id: nope"),
+            7,
+            r"request_mapping.nodes\[0\].node_id: 'nope' is not in the fleet",
+        ),
+        (("zone: CO", "zone: XX"), 11, r"grid\[0\].zone: 'XX' is no site's grid_zone"),
+        (("kind: otlp\n    port: 4318", "kind: otlp\n    port: 99999"), 5, r"requests\[1\].port"),
+    ],
+)
+def test_request_and_grid_errors_are_located(
+    fleet: Fleet, edit: tuple[str, str], line: int, message: str
+) -> None:
+    with pytest.raises(CollectorFileError, match=message) as info:
+        parse_collectors(REQUESTS.replace(*edit), fleet, "c.yaml")
     assert str(info.value).startswith(f"c.yaml:{line}: $")
