@@ -107,6 +107,7 @@ bench: $(STAMP) kafka-jars ## benchmarks against a real broker; prints tables
 	$(BIN)/python bench/bench_latency.py
 	$(BIN)/python bench/bench_partitioners.py
 	$(BIN)/python bench/bench_collect.py
+	$(BIN)/python bench/bench_requests.py
 
 kafka-up: $(STAMP) kafka-jars ## start a local KRaft broker on 127.0.0.1 (prints its address)
 	$(BIN)/microdc kafka up
