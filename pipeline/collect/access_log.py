@@ -25,14 +25,13 @@ from __future__ import annotations
 
 import fnmatch
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
-from pipeline.contracts.records import RequestLog
+from pipeline.contracts.records import CollectedRequestLog, RequestLog
 from pipeline.fleet.model import Fleet
 
 #: The nginx `log_format` to paste (escape=json: every value a valid JSON string or number).
@@ -55,8 +54,7 @@ class AccessLogError(ValueError):
         super().__init__(reason)
 
 
-@dataclass(frozen=True)
-class AccessEntry:
+class AccessEntry(msgspec.Struct, frozen=True, kw_only=True):
     """What a proxy logged about one finished request."""
 
     finished_at: datetime
@@ -72,6 +70,7 @@ class AccessEntry:
 
 
 _decode = msgspec.json.Decoder(dict[str, Any]).decode
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _object(line: bytes | str) -> dict[str, Any]:
@@ -126,7 +125,7 @@ def parse_nginx_json(line: bytes | str) -> AccessEntry:
     obj = _object(line)
     msec = _number(obj, "msec", required=False)
     if msec is not None:
-        finished = datetime.fromtimestamp(0, UTC) + timedelta(milliseconds=round(msec * 1000))
+        finished = _EPOCH + timedelta(milliseconds=round(msec * 1000))
     else:
         iso = _text(obj, "time_iso8601")
         if iso is None:
@@ -226,43 +225,91 @@ class AccessMapping(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 def to_request_log(entry: AccessEntry, mapping: AccessMapping, fleet: Fleet) -> RequestLog:
     """The `RequestLog` of a mapped entry (client IP kept for the lake to hash or drop)."""
-    node_id = _node_of(entry, mapping.nodes)
-    service = _service_of(entry, mapping.services)
-    node = fleet.node_by_id[node_id]
-    team = fleet.service_by_name[service].team
-    fields = {
-        "finished_at": entry.finished_at,
-        "request_id": entry.request_id,
-        "site_id": node.site_id,
-        "node_id": node_id,
-        "service": service,
-        "team": team,
-        "status": entry.status,
-        "latency_ms": entry.latency_ms,
-        "bytes_in": entry.bytes_in,
-        "bytes_out": entry.bytes_out,
-        "route": entry.route[:256] if entry.route else None,
-        "client_ip": entry.client_ip,
-    }
+    return RequestMapper(mapping, fleet).record(entry)
+
+
+R = TypeVar("R", bound=RequestLog)
+
+
+def _convert(fields: dict[str, Any], kind: type[R]) -> R:
     try:
-        return msgspec.convert(fields, RequestLog)
+        return msgspec.convert(fields, kind)
     except msgspec.ValidationError as exc:
         raise AccessLogError(f"outside the request-log contract: {exc}") from exc
 
 
-def _node_of(entry: AccessEntry, rules: Sequence[NodeRule]) -> str:
-    for key in (entry.upstream, entry.host):
-        if key is None:
-            continue
+#: Distinct upstream/host keys a mapper remembers the node of (cleared when full).
+_CACHE_MAX = 65_536
+
+
+class RequestMapper:
+    """`AccessMapping` applied to entries, remembering the answer per upstream and per host
+    (a log has few of each), so a line costs dictionary lookups, not a pass over the globs."""
+
+    def __init__(self, mapping: AccessMapping, fleet: Fleet) -> None:
+        self.mapping = mapping
+        self.fleet = fleet
+        self._nodes: dict[str | None, str | None] = {}
+        self._hosts: dict[str, list[ServiceRule]] = {}
+
+    def record(self, entry: AccessEntry) -> RequestLog:
+        """The entry's record, its client IP as logged (for the lake to hash or drop)."""
+        return _convert({**self._fields(entry), "client_ip": entry.client_ip}, RequestLog)
+
+    def collected(
+        self, entry: AccessEntry, hash_ip: Callable[[str | None], str | None]
+    ) -> CollectedRequestLog:
+        """The entry's record as a collector sends it: `client_ip_hmac` = `hash_ip(client_ip)`
+        (the lake's keyed hash, or None), the raw IP not kept."""
+        fields = {**self._fields(entry), "client_ip_hmac": hash_ip(entry.client_ip)}
+        return _convert(fields, CollectedRequestLog)
+
+    def _fields(self, entry: AccessEntry) -> dict[str, Any]:
+        node_id = self._node_of(entry)
+        service = self._service_of(entry)
+        node = self.fleet.node_by_id[node_id]
+        return {
+            "finished_at": entry.finished_at,
+            "request_id": entry.request_id,
+            "site_id": node.site_id,
+            "node_id": node_id,
+            "service": service,
+            "team": self.fleet.service_by_name[service].team,
+            "status": entry.status,
+            "latency_ms": entry.latency_ms,
+            "bytes_in": entry.bytes_in,
+            "bytes_out": entry.bytes_out,
+            "route": entry.route[:256] if entry.route else None,
+        }
+
+    def _node_of(self, entry: AccessEntry) -> str:
+        for key in (entry.upstream, entry.host):
+            if key is None:
+                continue
+            if key not in self._nodes:
+                if len(self._nodes) >= _CACHE_MAX:
+                    self._nodes.clear()
+                self._nodes[key] = next(
+                    (r.node_id for r in self.mapping.nodes if fnmatch.fnmatchcase(key, r.match)),
+                    None,
+                )
+            node_id = self._nodes[key]
+            if node_id is not None:
+                return node_id
+        raise AccessLogError(
+            f"no node rule matches upstream {entry.upstream!r} or host {entry.host!r}"
+        )
+
+    def _service_of(self, entry: AccessEntry) -> str:
+        host, route = entry.host or "", entry.route or "/"
+        rules = self._hosts.get(host)
+        if rules is None:
+            if len(self._hosts) >= _CACHE_MAX:
+                self._hosts.clear()
+            rules = self._hosts[host] = [
+                r for r in self.mapping.services if fnmatch.fnmatchcase(host, r.host)
+            ]
         for rule in rules:
-            if fnmatch.fnmatchcase(key, rule.match):
-                return rule.node_id
-    raise AccessLogError(f"no node rule matches upstream {entry.upstream!r} or host {entry.host!r}")
-
-
-def _service_of(entry: AccessEntry, rules: Sequence[ServiceRule]) -> str:
-    host, route = entry.host or "", entry.route or "/"
-    for rule in rules:
-        if fnmatch.fnmatchcase(host, rule.host) and route.startswith(rule.route_prefix):
-            return rule.service
-    raise AccessLogError(f"no service rule matches host {host!r} route {route!r}")
+            if route.startswith(rule.route_prefix):
+                return rule.service
+        raise AccessLogError(f"no service rule matches host {host!r} route {route!r}")

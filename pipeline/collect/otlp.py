@@ -10,7 +10,7 @@ decimal strings (or numbers) of Unix nanoseconds; unknown fields are ignored.
 Which spans make what. Only spans of kind SERVER are requests; every other kind (client,
 internal, producer, consumer, unspecified) is counted in `OtlpBatch.spans` and otherwise
 ignored - ignored, not rejected. Each server span becomes an `AccessEntry`, mapped to its node
-and service by the same `AccessMapping` as the access logs (`to_request_log`):
+and service by the same `AccessMapping` as the access logs (`RequestMapper`):
 
 ==============  ===========================================================================
 field           span (attributes; the first one present wins; "old" = pre-1.20 semconv)
@@ -79,7 +79,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from pipeline.collect.access_log import AccessEntry, AccessLogError, AccessMapping, to_request_log
+from pipeline.collect.access_log import AccessEntry, AccessLogError, AccessMapping, RequestMapper
 from pipeline.collect.service import COLLECT_TOPIC
 from pipeline.contracts.outputs import DeadLetter, ErrorKind
 from pipeline.contracts.records import EPOCH, RequestLog
@@ -232,6 +232,7 @@ def requests_of(
     """The records of the request's server spans, and a dead letter (stamped `received_ms`) for
     each server span that is invalid or unmapped. Never raises."""
     batch = OtlpBatch(records=[], dead_letters=[], spans=0)
+    mapper = RequestMapper(mapping, fleet)
     for resource_spans in request.resource_spans:
         resource = _attributes(resource_spans.resource.attributes)
         for scope_spans in resource_spans.scope_spans:
@@ -242,7 +243,7 @@ def requests_of(
                 request_id = _request_id(span)
                 try:
                     entry = _entry_of(span, request_id, resource)
-                    batch.records.append(to_request_log(entry, mapping, fleet))
+                    batch.records.append(mapper.record(entry))
                 except AccessLogError as exc:
                     batch.dead_letters.append(_dead(span, request_id, received_ms, exc.reason))
                 except Exception as exc:  # defence in depth: one span never fails the batch

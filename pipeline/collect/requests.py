@@ -35,9 +35,9 @@ from pipeline.collect.access_log import (
     AccessEntry,
     AccessLogError,
     AccessMapping,
+    RequestMapper,
     parse_envoy_json,
     parse_nginx_json,
-    to_request_log,
 )
 from pipeline.collect.config import AccessLogSource, CollectorConfig
 from pipeline.collect.service import COLLECT_TOPIC, CollectorMetrics, PollResult, SourceHealth
@@ -105,8 +105,7 @@ class LogSource:
     ) -> None:
         self.source = source
         self.label = f"access_log {source.path}"
-        self.mapping = mapping
-        self.fleet = fleet
+        self.mapper = RequestMapper(mapping, fleet)
         self.parse = PARSERS[source.format]
         self.privacy = privacy
         self.path = Path(source.path)
@@ -131,10 +130,7 @@ class LogSource:
             if not line.strip():
                 continue
             try:
-                entry = self.parse(line)
-                records.append(
-                    self.privacy.collected(to_request_log(entry, self.mapping, self.fleet))
-                )
+                records.append(self.mapper.collected(self.parse(line), self.privacy.policy))
             except AccessLogError as exc:
                 dead.append(self.privacy.dead(self.label, at_ms, line, exc.reason))
         return records, dead
