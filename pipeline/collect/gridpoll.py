@@ -111,6 +111,7 @@ class GridPoller:
             reason = type(exc).__name__
             self.metrics.failures.labels(label, reason).inc()
             state.health.failed(now, str(exc) or reason, interval_s)
+            self.metrics.stale(state.health, now)
             if isinstance(exc, grid.GridError):
                 self.metrics.dead_letters.labels(label).inc()
                 result.dead_letters.append(
@@ -119,6 +120,7 @@ class GridPoller:
             return []
         state.health.ok(now)
         self.metrics.last_success.labels(label).set(now / 1000)
+        self.metrics.stale(state.health, now)
         state.next_at_ms = now + round(interval_s * 1000)
         if skipped:
             self.metrics.dead_letters.labels(label).inc(len(skipped))

@@ -192,12 +192,14 @@ class RequestFollower:
             except OSError as exc:
                 self.metrics.failures.labels(source.label, type(exc).__name__).inc()
                 source.health.failed(now, str(exc), self.poll_interval_s)
+                self.metrics.stale(source.health, now)
                 source.rewind()
                 continue
             if source.health.up is not True:
                 source.health.ok(now)
             source.health.last_success_ms = now
             self.metrics.last_success.labels(source.label).set(now / 1000)
+            self.metrics.stale(source.health, now)
             if source.pending is None:
                 continue
             read.append(source)

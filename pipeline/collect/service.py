@@ -120,6 +120,11 @@ class CollectorMetrics:
             registry=r,
         )
 
+    def stale(self, health: SourceHealth, now_ms: int) -> None:
+        """Set the source's staleness: seconds since it last answered (once it has)."""
+        if health.last_success_ms is not None:
+            self.staleness.labels(health.label).set((now_ms - health.last_success_ms) / 1000)
+
 
 @dataclass
 class SourceHealth:
@@ -253,10 +258,7 @@ class Collector:
             *(one(r, h) for r, h in zip(plan.readers, plan.health, strict=True))
         )
         for health in plan.health:
-            if health.last_success_ms is not None:
-                self.metrics.staleness.labels(health.label).set(
-                    (now - health.last_success_ms) / 1000
-                )
+            self.metrics.stale(health, now)
         return list(out)
 
     def _dead(

@@ -196,3 +196,27 @@ def test_a_missing_log_waits_for_its_writer(tmp_path: Path, fleet: Fleet) -> Non
     append(tmp_path / "access.log", nginx_line(1))
     drain(f, sink)
     assert sink.ids == ["req-0001"]
+
+
+def test_per_log_metrics(tmp_path: Path, fleet: Fleet) -> None:
+    from pipeline.collect.service import CollectorMetrics
+
+    log = tmp_path / "access.log"
+    append(log, nginx_line(1), nginx_line(2, upstream="10.99.0.1:80"))
+    config = parse_collectors(config_text(log), fleet)
+    metrics = CollectorMetrics()
+    now = [1_772_452_900_000]
+    f = RequestFollower(
+        config, fleet, tmp_path / "state", metrics=metrics, clock_ms=lambda: now[0],
+        privacy=RequestPrivacy(IpPolicy(None)),
+    )  # fmt: skip
+    sink = Sink()
+    drain(f, sink)
+    labels = {"source": f"access_log {log}"}
+    value = metrics.registry.get_sample_value
+    assert value("microdc_collect_requests_total", labels) == 1
+    assert value("microdc_collect_dead_letters_total", labels) == 1
+    assert value("microdc_collect_last_success_timestamp_seconds", labels) == now[0] / 1000
+    now[0] += 30_000
+    drain(f, sink)
+    assert value("microdc_collect_staleness_seconds", labels) == 0
