@@ -27,6 +27,18 @@ from pipeline.cli.base import (
 
 T = TypeVar("T")
 
+#: The options both commands share: where the records go.
+SinkOpt = Annotated[Sink, choice_option(Sink, "--sink", "Where records go.")]
+OutDirOpt = Annotated[
+    Path, typer.Option("--out", help="Folder the JSON-lines records are appended to.")
+]
+BufferDirOpt = Annotated[
+    Path,
+    typer.Option(
+        "--buffer", help="Kafka sink: folder of the disk buffer records wait in for Kafka."
+    ),
+]
+
 
 @app.command()
 def collect(
@@ -38,16 +50,9 @@ def collect(
             "default: the fleet file's `collectors:`.",
         ),
     ] = None,
-    sink: Annotated[Sink, choice_option(Sink, "--sink", "Where records go.")] = Sink.FILES,
-    out_dir: Annotated[
-        Path, typer.Option("--out", help="Folder the JSON-lines records are appended to.")
-    ] = Path("out/collect"),
-    buffer_dir: Annotated[
-        Path,
-        typer.Option(
-            "--buffer", help="Kafka sink: folder of the disk buffer records wait in for Kafka."
-        ),
-    ] = Path("out/collect-buffer"),
+    sink: SinkOpt = Sink.FILES,
+    out_dir: OutDirOpt = Path("out/collect"),
+    buffer_dir: BufferDirOpt = Path("out/collect-buffer"),
     buffer_mb: Annotated[
         float, typer.Option(help="Kafka sink: the disk buffer's bound, MB (then polls are gaps).")
     ] = 512.0,
@@ -178,13 +183,9 @@ def grid_backfill(
             "--collectors", help="Collector file with the grid sources (default: the fleet's)."
         ),
     ] = None,
-    sink: Annotated[Sink, choice_option(Sink, "--sink", "Where records go.")] = Sink.FILES,
-    out_dir: Annotated[
-        Path, typer.Option("--out", help="Folder the JSON-lines records are appended to.")
-    ] = Path("out/collect"),
-    buffer_dir: Annotated[
-        Path, typer.Option("--buffer", help="Kafka sink: the disk buffer's folder.")
-    ] = Path("out/collect-buffer"),
+    sink: SinkOpt = Sink.FILES,
+    out_dir: OutDirOpt = Path("out/collect"),
+    buffer_dir: BufferDirOpt = Path("out/collect-buffer"),
     send_timeout_s: Annotated[
         float,
         typer.Option("--send-timeout", help="Kafka sink: how long to wait for the broker, s."),

@@ -13,10 +13,11 @@ from pipeline.collect import grid
 from pipeline.collect.config import CollectorConfig, GridSource, parse_collectors
 from pipeline.collect.grid_http import GridHttpError
 from pipeline.collect.gridpoll import GridPoller, csv_records
-from pipeline.collect.service import MAX_BACKOFF_S, PollResult
+from pipeline.collect.service import MAX_BACKOFF_S
 from pipeline.contracts.records import GridIntensity
 from pipeline.errors import PipelineError
 from pipeline.fleet import load_fleet
+from tests.support.outputs import RecordingOutput
 
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "grid"
 HOUR = datetime(2026, 3, 2, 12, tzinfo=UTC)
@@ -55,18 +56,6 @@ class FakeClient:
         pass
 
 
-class Sink:
-    def __init__(self) -> None:
-        self.results: list[PollResult] = []
-        self.full = False
-
-    async def __call__(self, result: PollResult) -> bool:
-        if self.full:
-            return False
-        self.results.append(result)
-        return True
-
-
 def poller() -> tuple[GridPoller, FakeClient, list[int]]:
     config: CollectorConfig = parse_collectors(
         "grid:\n  - {kind: electricity_maps, zone: CO, poll_interval_s: 600}\n", load_fleet()
@@ -84,7 +73,7 @@ def poller() -> tuple[GridPoller, FakeClient, list[int]]:
 
 def test_a_value_is_sent_once_and_again_when_revised() -> None:
     p, client, now = poller()
-    sink = Sink()
+    sink = RecordingOutput()
     client.script = [
         ([value(160.0)], []),
         ([value(160.0)], []),  # the same hour, the same value: nothing new
@@ -109,7 +98,7 @@ def test_a_value_is_sent_once_and_again_when_revised() -> None:
 
 def test_a_refused_batch_is_sent_on_the_next_poll() -> None:
     p, client, now = poller()
-    sink = Sink()
+    sink = RecordingOutput()
     client.script = [([value(160.0)], []), ([value(160.0)], [])]
     sink.full = True
 
@@ -125,7 +114,7 @@ def test_a_refused_batch_is_sent_on_the_next_poll() -> None:
 
 def test_failures_back_off_and_garbage_is_a_dead_letter() -> None:
     p, client, now = poller()
-    sink = Sink()
+    sink = RecordingOutput()
     client.script = [
         GridHttpError("electricity_maps CO: 503 Service Unavailable"),
         grid.GridError("electricitymaps", "no `data` list"),

@@ -13,10 +13,10 @@ import pytest
 
 from pipeline.collect.config import parse_collectors
 from pipeline.collect.requests import RequestFollower, RequestPrivacy
-from pipeline.collect.service import PollResult
 from pipeline.contracts.records import CollectedRequestLog
 from pipeline.fleet import Fleet, load_fleet
 from pipeline.lake.privacy import IpPolicy
+from tests.support.outputs import RecordingOutput
 
 SECRET = b"lake-secret"
 
@@ -64,31 +64,13 @@ def append(log: Path, *lines: str) -> None:
         f.writelines(line + "\n" for line in lines)
 
 
-class Sink:
-    """An output that takes batches, or refuses them while `full`."""
-
-    def __init__(self) -> None:
-        self.results: list[PollResult] = []
-        self.full = False
-
-    async def __call__(self, result: PollResult) -> bool:
-        if self.full:
-            return False
-        self.results.append(result)
-        return True
-
-    @property
-    def ids(self) -> list[str]:
-        return [r.request_id for result in self.results for r in result.requests]
-
-
 def follower(tmp_path: Path, fleet: Fleet, secret: bytes | None = SECRET) -> RequestFollower:
     config = parse_collectors(config_text(tmp_path / "access.log"), fleet)
     privacy = RequestPrivacy(IpPolicy(secret))
     return RequestFollower(config, fleet, tmp_path / "state", privacy=privacy, max_lines=3)
 
 
-def drain(f: RequestFollower, sink: Sink) -> None:
+def drain(f: RequestFollower, sink: RecordingOutput) -> None:
     async def go() -> None:
         while await f.step(sink):
             pass
@@ -101,7 +83,7 @@ def test_lines_become_records_with_the_ip_hashed_as_the_lake_does(
 ) -> None:
     log = tmp_path / "access.log"
     append(log, nginx_line(1), nginx_line(2, upstream="10.20.0.12:8080", uri="/search"))
-    sink = Sink()
+    sink = RecordingOutput()
     drain(follower(tmp_path, fleet), sink)
     first, second = [r for result in sink.results for r in result.requests]
     assert isinstance(first, CollectedRequestLog)
@@ -122,7 +104,7 @@ def test_lines_become_records_with_the_ip_hashed_as_the_lake_does(
 
 def test_without_a_secret_the_ip_is_dropped(tmp_path: Path, fleet: Fleet) -> None:
     append(tmp_path / "access.log", nginx_line(1))
-    sink = Sink()
+    sink = RecordingOutput()
     drain(follower(tmp_path, fleet, secret=None), sink)
     (record,) = sink.results[0].requests
     assert record.client_ip is None and record.client_ip_hmac is None
@@ -138,7 +120,7 @@ def test_an_unmapped_or_broken_line_is_a_dead_letter_without_the_raw_ip(
         '{"msec": "17724528',  # a torn write that still ends in a newline
         nginx_line(2),
     )
-    sink = Sink()
+    sink = RecordingOutput()
     drain(follower(tmp_path, fleet, secret=None), sink)
     assert sink.ids == ["req-0002"]
     dead = [d for result in sink.results for d in result.dead_letters]
@@ -154,7 +136,7 @@ def test_positions_are_committed_only_when_the_output_took_the_batch(
 ) -> None:
     log = tmp_path / "access.log"
     append(log, *(nginx_line(n) for n in range(1, 6)))
-    sink = Sink()
+    sink = RecordingOutput()
     f = follower(tmp_path, fleet)
     sink.full = True
     drain(f, sink)  # refused: nothing committed, nothing lost
@@ -173,7 +155,7 @@ def test_positions_are_committed_only_when_the_output_took_the_batch(
 def test_a_refusal_in_the_middle_rewinds_to_the_last_commit(tmp_path: Path, fleet: Fleet) -> None:
     log = tmp_path / "access.log"
     append(log, *(nginx_line(n) for n in range(1, 8)))
-    sink = Sink()
+    sink = RecordingOutput()
     f = follower(tmp_path, fleet)  # 3 lines per step
 
     async def go() -> None:
@@ -189,7 +171,7 @@ def test_a_refusal_in_the_middle_rewinds_to_the_last_commit(tmp_path: Path, flee
 
 
 def test_a_missing_log_waits_for_its_writer(tmp_path: Path, fleet: Fleet) -> None:
-    sink = Sink()
+    sink = RecordingOutput()
     f = follower(tmp_path, fleet)
     drain(f, sink)
     assert sink.results == []
@@ -210,7 +192,7 @@ def test_per_log_metrics(tmp_path: Path, fleet: Fleet) -> None:
         config, fleet, tmp_path / "state", metrics=metrics, clock_ms=lambda: now[0],
         privacy=RequestPrivacy(IpPolicy(None)),
     )  # fmt: skip
-    sink = Sink()
+    sink = RecordingOutput()
     drain(f, sink)
     labels = {"source": f"access_log {log}"}
     value = metrics.registry.get_sample_value
