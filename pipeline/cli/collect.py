@@ -129,7 +129,11 @@ def collect(
         sink, out_dir, buffer_dir, buffer_mb, send_timeout_s, settings, metrics, wait=once
     )
     stats = asyncio.run(target.run(body))
-    out.print(f"{_summary(stats)} -> {target.where}")
+    out.print(
+        f"{stats.samples:,} samples, {stats.gaps:,} gaps, {stats.requests:,} requests, "
+        f"{stats.grid:,} grid values, {stats.dead_letters:,} dead letters in {stats.polls:,} "
+        f"poll(s) -> {target.where}"
+    )
 
 
 Emit = Callable[[Any], Awaitable[bool]]

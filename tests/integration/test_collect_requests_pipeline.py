@@ -127,7 +127,7 @@ def test_nginx_requests_and_collected_power_give_the_hand_computed_energy_and_ca
                 "collect", "--collectors", str(collectors), "--once", "--state",
                 str(tmp_path / "state"), "--buffer", str(tmp_path / "req-buffer"), *kafka,
             )  # fmt: skip
-            assert f"requests {len(sent):,}" in out, out
+            assert f"{len(sent):,} requests" in out, out
     finally:
         for group in upstreams.values():
             for u in group:
