@@ -123,8 +123,9 @@ def collect(
             config, fleet_data, emit, state_dir=state_dir, once=once, metrics=metrics, report=report
         )
 
-    with writing(state_dir, "--state"):
-        state_dir.mkdir(parents=True, exist_ok=True)
+    if any(source.kind == "access_log" for source in config.requests):
+        with writing(state_dir, "--state"):  # only where there are positions to keep
+            state_dir.mkdir(parents=True, exist_ok=True)
     target = _Output(
         sink, out_dir, buffer_dir, buffer_mb, send_timeout_s, settings, metrics, wait=once
     )
