@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -273,34 +274,28 @@ def _summary(stats: Any) -> str:
     )
 
 
+@dataclass
 class _Output:
     """Where records go: JSON-lines files, or Kafka through the disk buffer."""
 
-    def __init__(
-        self,
-        sink: Sink,
-        out_dir: Path,
-        buffer_dir: Path,
-        buffer_mb: float,
-        send_timeout_s: float,
-        settings: Any,
-        metrics: Any,
-        *,
-        wait: bool,
-    ) -> None:
-        self.sink, self.out_dir, self.buffer_dir = sink, out_dir, buffer_dir
-        self.max_bytes = round(buffer_mb * 1024 * 1024)
-        self.send_timeout_s, self.settings, self.metrics, self.wait = (
-            send_timeout_s,
-            settings,
-            metrics,
-            wait,
-        )
-        self.where = (
-            str(out_dir)
-            if sink is Sink.FILES
-            else f"Kafka {settings.kafka_bootstrap} (buffer {buffer_dir})"
-        )
+    sink: Sink
+    out_dir: Path
+    buffer_dir: Path
+    buffer_mb: float
+    send_timeout_s: float
+    settings: Any
+    metrics: Any
+    wait: bool
+
+    @property
+    def max_bytes(self) -> int:
+        return round(self.buffer_mb * 1024 * 1024)
+
+    @property
+    def where(self) -> str:
+        if self.sink is Sink.FILES:
+            return str(self.out_dir)
+        return f"Kafka {self.settings.kafka_bootstrap} (buffer {self.buffer_dir})"
 
     async def run(self, body: Callable[[Emit], Awaitable[T]]) -> T:
         from pipeline.collect.buffer import DiskBuffer

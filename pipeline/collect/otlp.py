@@ -227,10 +227,16 @@ def _rewrite_ids(obj: dict[str, Any], fields: Iterable[tuple[str, str]], where: 
 
 
 def requests_of(
-    request: ExportTraceServiceRequest, mapping: AccessMapping, fleet: Fleet, *, received_ms: int
+    request: ExportTraceServiceRequest,
+    mapping: AccessMapping,
+    fleet: Fleet,
+    *,
+    received_ms: int,
+    hash_ip: Callable[[str | None], str | None] | None = None,
 ) -> OtlpBatch:
     """The records of the request's server spans, and a dead letter (stamped `received_ms`) for
-    each server span that is invalid or unmapped. Never raises."""
+    each server span that is invalid or unmapped. Never raises. With `hash_ip` the records are
+    `CollectedRequestLog`s (`RequestMapper.collected`: the client IP hashed, never kept)."""
     batch = OtlpBatch(records=[], dead_letters=[], spans=0)
     mapper = RequestMapper(mapping, fleet)
     for resource_spans in request.resource_spans:
@@ -243,7 +249,11 @@ def requests_of(
                 request_id = _request_id(span)
                 try:
                     entry = _entry_of(span, request_id, resource)
-                    batch.records.append(mapper.record(entry))
+                    batch.records.append(
+                        mapper.record(entry)
+                        if hash_ip is None
+                        else mapper.collected(entry, hash_ip)
+                    )
                 except AccessLogError as exc:
                     batch.dead_letters.append(_dead(span, request_id, received_ms, exc.reason))
                 except Exception as exc:  # defence in depth: one span never fails the batch
@@ -476,8 +486,10 @@ class OtlpReceiver:
         port: int = 4318,
         max_body_bytes: int = MAX_BODY_BYTES,
         clock_ms: Callable[[], int] = wall_clock_ms,
+        hash_ip: Callable[[str | None], str | None] | None = None,
     ) -> None:
         self.accept = accept
+        self.hash_ip = hash_ip
         self.mapping = mapping
         self.fleet = fleet
         self.bind = bind
@@ -566,7 +578,9 @@ class OtlpReceiver:
         """Decompress, decode and map (in a worker thread: a 16 MiB body takes a while)."""
         body = _decompress(raw, encoding, self.max_body_bytes)
         request = decode_traces(body, media)
-        return requests_of(request, self.mapping, self.fleet, received_ms=received_ms)
+        return requests_of(
+            request, self.mapping, self.fleet, received_ms=received_ms, hash_ip=self.hash_ip
+        )
 
 
 def _failure(status: int, reason: str, media: str) -> web.Response:

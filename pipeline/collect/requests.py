@@ -43,7 +43,7 @@ from pipeline.collect.config import AccessLogSource, CollectorConfig
 from pipeline.collect.service import COLLECT_TOPIC, CollectorMetrics, PollResult, SourceHealth
 from pipeline.collect.tail import Position, Tailer
 from pipeline.contracts.outputs import DeadLetter
-from pipeline.contracts.records import CollectedRequestLog, RequestLog
+from pipeline.contracts.records import CollectedRequestLog
 from pipeline.fleet.model import Fleet
 from pipeline.lake.privacy import IP_SECRET_ENV, IpPolicy
 from pipeline.stream.dead_letters import dead_letter
@@ -71,11 +71,6 @@ class RequestPrivacy:
     def from_env(cls) -> RequestPrivacy:
         secret = os.environ.get(IP_SECRET_ENV)
         return cls(IpPolicy(secret.encode() if secret else None))
-
-    def collected(self, record: RequestLog) -> CollectedRequestLog:
-        fields = msgspec.structs.asdict(record)
-        fields["client_ip_hmac"] = self.policy(fields.pop("client_ip"))
-        return CollectedRequestLog(**fields)
 
     def redacted(self, letter: DeadLetter) -> DeadLetter:
         """`letter` with every address in its quoted record hashed or removed."""
@@ -195,9 +190,7 @@ class RequestFollower:
                 self.metrics.stale(source.health, now)
                 source.rewind()
                 continue
-            if source.health.up is not True:
-                source.health.ok(now)
-            source.health.last_success_ms = now
+            source.health.ok(now)
             self.metrics.last_success.labels(source.label).set(now / 1000)
             self.metrics.stale(source.health, now)
             if source.pending is None:

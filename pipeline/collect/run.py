@@ -19,7 +19,7 @@ import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
 
 import msgspec
 
@@ -27,6 +27,7 @@ from pipeline.collect.buffer import BufferFull, DiskBuffer, Record
 from pipeline.collect.config import CollectorConfig, OtlpSource
 from pipeline.collect.service import Collector, CollectorMetrics, PollResult
 from pipeline.collect.sources import reader
+from pipeline.contracts.records import CollectedRequestLog
 from pipeline.contracts.topics import (
     DEAD_LETTERS,
     FACILITY_TELEMETRY,
@@ -190,8 +191,10 @@ async def collect(
 
             def accept_for(label: str) -> Callable[[OtlpBatch], Awaitable[bool]]:
                 async def accept(batch: OtlpBatch) -> bool:
+                    # built with hash_ip: every record is a CollectedRequestLog
+                    records = cast(list[CollectedRequestLog], batch.records)
                     result = PollResult(
-                        requests=[privacy.collected(r) for r in batch.records],
+                        requests=records,
                         dead_letters=[privacy.redacted(d) for d in batch.dead_letters],
                     )
                     ok = await counted(result)
@@ -211,6 +214,7 @@ async def collect(
                     bind=source.bind,
                     port=source.port,
                     max_body_bytes=round(source.max_body_mb * 1024 * 1024),
+                    hash_ip=privacy.policy,
                 )
             )
     try:
